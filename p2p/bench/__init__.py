@@ -1,0 +1,1 @@
+"""Benchmarks run by ``p2p bench``: one module each, ``run(args) -> dict`` of JSON figures."""

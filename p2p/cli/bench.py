@@ -1,0 +1,60 @@
+"""``p2p bench [NAME ...]``: run benchmarks, print JSON (and a short table on stderr).
+
+Each benchmark is a module in :mod:`p2p.bench` with ``add_arguments(parser)`` (optional) and
+``run(args) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+# Order in which ``p2p bench`` with no names runs them.
+BENCHMARKS = ("nodedb", "discovery", "rlpx", "peers", "compare")
+
+
+def _available() -> list[str]:
+    names = []
+    for name in BENCHMARKS:
+        try:
+            importlib.import_module(f"p2p.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"p2p.bench.{name}":
+                raise
+            continue
+        names.append(name)
+    return names
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("bench", help="run benchmarks (JSON output)")
+    p.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    p.add_argument("--quick", action="store_true", help="smaller workloads, for a fast look")
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
+    p.add_argument("--out", help="also write the JSON to this file")
+    for name in _available():
+        module = importlib.import_module(f"p2p.bench.{name}")
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = args.names or _available()
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"p2p bench: unknown benchmark(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {}
+    for name in names:
+        module = importlib.import_module(f"p2p.bench.{name}")
+        print(f"running bench {name} ...", file=sys.stderr)
+        results[name] = module.run(args)
+        print(json.dumps({"bench": name, **results[name]}), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0

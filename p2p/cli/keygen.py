@@ -1,0 +1,42 @@
+"""``p2p keygen [--out FILE]``: make a node key; print its enode public key and node ID."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from p2p.cli._output import print_json
+from p2p.crypto import PrivateKey, save_node_key
+from p2p.enode import NodeID
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("keygen", help="generate a node key")
+    p.add_argument("--out", help="write the key (hex, mode 0600) to FILE instead of printing it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    key = PrivateKey.generate()
+    if args.out:
+        if os.path.exists(args.out) and not args.force:
+            print(f"p2p keygen: {args.out} exists (use --force to overwrite)", file=sys.stderr)
+            return 1
+        save_node_key(key, args.out)
+    info = {
+        "public_key": key.public_key.to_bytes().hex(),
+        "id": NodeID.from_pubkey(key.public_key).hex(),
+    }
+    if not args.out:
+        info["private_key"] = key.to_hex()
+    else:
+        info["file"] = args.out
+    if args.json:
+        print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+    return 0
