@@ -1,5 +1,6 @@
 """Node identity: IDs, nodes, ``enode://`` URLs, ENR records and the node database."""
 
+from p2p.enode.enr import ENR, MAX_ENR_SIZE, ENRError, RawRLP
 from p2p.enode.node import (
     EnodeURLError,
     IPAddress,
@@ -11,6 +12,10 @@ from p2p.enode.node import (
 )
 
 __all__ = [
+    "ENR",
+    "ENRError",
+    "MAX_ENR_SIZE",
+    "RawRLP",
     "EnodeURLError",
     "IPAddress",
     "Node",
