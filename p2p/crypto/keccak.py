@@ -12,7 +12,7 @@ from typing import Protocol
 class KeccakHash(Protocol):
     """A running keccak256 state. ``digest()`` does not end it: RLPx MACs keep updating."""
 
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes, /) -> object: ...
     def digest(self) -> bytes: ...
 
 
@@ -20,10 +20,10 @@ try:
     import sha3 as _sha3  # safe-pysha3
 
     def new_keccak256(data: bytes = b"") -> KeccakHash:
-        return _sha3.keccak_256(data)  # type: ignore[no-any-return]
+        return _sha3.keccak_256(data)
 
     def keccak256(data: bytes) -> bytes:
-        return _sha3.keccak_256(data).digest()  # type: ignore[no-any-return]
+        return _sha3.keccak_256(data).digest()
 
     BACKEND = "safe-pysha3"
 
@@ -31,10 +31,10 @@ except ImportError:  # pragma: no cover - exercised only where safe-pysha3 is mi
     from Crypto.Hash import keccak as _keccak
 
     def new_keccak256(data: bytes = b"") -> KeccakHash:
-        return _keccak.new(digest_bits=256, data=data, update_after_digest=True)  # type: ignore[no-any-return]
+        return _keccak.new(digest_bits=256, data=data, update_after_digest=True)
 
     def keccak256(data: bytes) -> bytes:
-        return _keccak.new(digest_bits=256, data=data).digest()  # type: ignore[no-any-return]
+        return _keccak.new(digest_bits=256, data=data).digest()
 
     BACKEND = "pycryptodome"
 
