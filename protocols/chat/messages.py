@@ -1,0 +1,162 @@
+"""Chat wire messages (sans-IO): encoding, decoding and validation.
+
+Every message is an RLP list. Extra trailing list elements are ignored so that a later
+version can add fields (the same forward-compatibility rule devp2p's Hello follows);
+anything else that does not fit raises ``ChatDecodeError``.
+
+    Text     (code 0): [id, sender, nick, timestamp_ms, hops, text]
+    Announce (code 1): [id, sender, nick, timestamp_ms, hops, kind]
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, replace
+from typing import Union
+
+import rlp
+from rlp.exceptions import DecodingError
+
+from p2p import NodeID
+
+MESSAGE_ID_SIZE = 16  # random, like a UUID: collisions are negligible for a chat
+MAX_NICK_BYTES = 32  # a nick is a label, not a message
+MAX_TEXT_BYTES = 4096  # one line of chat, well under one RLPx frame
+MAX_PAYLOAD_BYTES = MAX_TEXT_BYTES + 512  # text plus the fixed fields and RLP overhead
+MAX_TIMESTAMP_BYTES = 8  # uint64 milliseconds
+HOP_LIMIT = 16  # forwards a message may take; larger than any chat network's diameter
+
+
+class MessageCode(enum.IntEnum):
+    TEXT = 0
+    ANNOUNCE = 1
+
+
+class AnnounceKind(enum.IntEnum):
+    JOIN = 0
+    LEAVE = 1
+    NICK = 2
+
+
+class ChatDecodeError(Exception):
+    """A chat payload that does not decode; ``code`` is the message code it arrived with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"chat message {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    id: bytes
+    sender: NodeID
+    nick: str
+    timestamp: int  # milliseconds since the Unix epoch, as the author's clock said
+    hops: int
+    text: str
+
+    code = MessageCode.TEXT
+
+    def forwarded(self) -> "TextMessage":
+        return replace(self, hops=self.hops + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    id: bytes
+    sender: NodeID
+    nick: str
+    timestamp: int
+    hops: int
+    kind: AnnounceKind
+
+    code = MessageCode.ANNOUNCE
+
+    def forwarded(self) -> "Announce":
+        return replace(self, hops=self.hops + 1)
+
+
+ChatMessage = Union[TextMessage, Announce]
+
+
+def new_message_id(rand: bytes | None = None) -> bytes:
+    """A fresh message ID (``rand`` lets tests pass their own bytes)."""
+    data = os.urandom(MESSAGE_ID_SIZE) if rand is None else rand
+    if len(data) != MESSAGE_ID_SIZE:
+        raise ValueError(f"message ID must be {MESSAGE_ID_SIZE} bytes")
+    return data
+
+
+def _uint(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+
+
+def encode(msg: ChatMessage) -> bytes:
+    _check_text_field("nick", msg.nick, MAX_NICK_BYTES)
+    last: bytes
+    if isinstance(msg, TextMessage):
+        _check_text_field("text", msg.text, MAX_TEXT_BYTES)
+        last = msg.text.encode()
+    else:
+        last = _uint(int(msg.kind))
+    return rlp.encode([msg.id, bytes(msg.sender), msg.nick.encode(), _uint(msg.timestamp),
+                       _uint(msg.hops), last])
+
+
+def _check_text_field(name: str, value: str, limit: int) -> None:
+    if len(value.encode()) > limit:
+        raise ValueError(f"{name} is longer than {limit} bytes")
+
+
+def decode(code: int, payload: bytes) -> ChatMessage:
+    """Decode a payload that arrived with ``code``; raises ``ChatDecodeError``."""
+    if code not in (MessageCode.TEXT, MessageCode.ANNOUNCE):
+        raise ChatDecodeError(code, "unknown message code")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ChatDecodeError(code, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        items = rlp.decode(payload, strict=True)
+    except DecodingError as exc:
+        raise ChatDecodeError(code, f"invalid RLP: {exc}") from None
+    if not isinstance(items, list) or len(items) < 6:
+        raise ChatDecodeError(code, "expected a list of at least 6 elements")
+    if not all(isinstance(item, bytes) for item in items[:6]):
+        raise ChatDecodeError(code, "the first 6 elements must be byte strings")
+    msg_id, sender, nick_raw, ts_raw, hops_raw, last = items[:6]
+    if len(msg_id) != MESSAGE_ID_SIZE:
+        raise ChatDecodeError(code, f"message ID must be {MESSAGE_ID_SIZE} bytes")
+    if len(sender) != 32:
+        raise ChatDecodeError(code, "sender must be a 32-byte node ID")
+    nick = _text(code, "nick", nick_raw, MAX_NICK_BYTES)
+    timestamp = _int(code, "timestamp", ts_raw, MAX_TIMESTAMP_BYTES)
+    hops = _int(code, "hops", hops_raw, 1)
+    if hops > HOP_LIMIT:
+        raise ChatDecodeError(code, f"hops {hops} beyond the limit {HOP_LIMIT}")
+    if code == MessageCode.TEXT:
+        text = _text(code, "text", last, MAX_TEXT_BYTES)
+        return TextMessage(msg_id, NodeID(sender), nick, timestamp, hops, text)
+    kind_value = _int(code, "kind", last, 1)
+    try:
+        kind = AnnounceKind(kind_value)
+    except ValueError:
+        raise ChatDecodeError(code, f"unknown announce kind {kind_value}") from None
+    return Announce(msg_id, NodeID(sender), nick, timestamp, hops, kind)
+
+
+def _text(code: int, name: str, raw: bytes, limit: int) -> str:
+    if len(raw) > limit:
+        raise ChatDecodeError(code, f"{name} is longer than {limit} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChatDecodeError(code, f"{name} is not valid UTF-8") from None
+
+
+def _int(code: int, name: str, raw: bytes, max_bytes: int) -> int:
+    if len(raw) > max_bytes:
+        raise ChatDecodeError(code, f"{name} is longer than {max_bytes} bytes")
+    if raw[:1] == b"\x00":
+        raise ChatDecodeError(code, f"{name} has a leading zero byte (not canonical RLP)")
+    return int.from_bytes(raw, "big")
