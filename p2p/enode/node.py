@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NODE_ID_SIZE = 32  # keccak256 of the public key, the v4 identity scheme
 ID_BITS = NODE_ID_SIZE * 8
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 class EnodeURLError(ValueError):
@@ -139,18 +141,21 @@ def parse_enode_url(url: str) -> Node:
     """Parse ``enode://<128 hex>@host:tcp[?discport=udp]``; host names are resolved."""
     if not url.startswith("enode://"):
         raise EnodeURLError(f"URL must start with enode://: {url!r}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed '[' or a bracketed host that is not IPv6
+        raise EnodeURLError(f"malformed host in enode URL: {exc}") from exc
     if "@" not in parts.netloc:
         raise EnodeURLError("enode URL has no '@host:port' part")
     key_hex = parts.netloc.split("@", 1)[0]
     if len(key_hex) != 128:
         raise EnodeURLError(f"node key must be 128 hex digits, got {len(key_hex)}")
+    if not _HEX.fullmatch(key_hex):  # bytes.fromhex would skip white space inside the key
+        raise EnodeURLError("node key is not hex")
     try:
         pubkey = PublicKey(bytes.fromhex(key_hex))
-    except ValueError as exc:
-        if isinstance(exc, InvalidKey):
-            raise EnodeURLError(f"node key is not a valid secp256k1 point: {exc}") from exc
-        raise EnodeURLError("node key is not hex") from exc
+    except InvalidKey as exc:
+        raise EnodeURLError(f"node key is not a valid secp256k1 point: {exc}") from exc
     host = parts.hostname
     if not host:
         raise EnodeURLError("enode URL has no host")
@@ -161,11 +166,11 @@ def parse_enode_url(url: str) -> Node:
     if tcp is None:
         raise EnodeURLError("enode URL has no TCP port")
     udp = tcp
-    query = parse_qs(parts.query)
+    query = parse_qs(parts.query, keep_blank_values=True)
     if "discport" in query:
-        try:
-            udp = int(query["discport"][0])
-        except ValueError as exc:
-            raise EnodeURLError(f"discport {query['discport'][0]!r} is not a number") from exc
-        _check_port(udp, "discport")
+        text = query["discport"][0]
+        # int() would also take "+5", " 5" and non-ASCII digits
+        if not (text.isascii() and text.isdigit()):
+            raise EnodeURLError(f"discport {text!r} is not a number")
+        udp = _check_port(int(text), "discport")
     return Node(pubkey, _resolve(host), udp, tcp)
