@@ -1,0 +1,187 @@
+"""Prometheus metrics of one server, in its own ``CollectorRegistry`` (many servers can share a
+process), and a small trio HTTP responder that serves them (``--metrics HOST:PORT``).
+
+Discovery figures are read when scraped, from whatever counters the discovery service exposes
+(``disc.metrics`` / ``disc.counters`` / ``disc.stats``: mappings or objects of numbers), so the
+discovery layer does not depend on Prometheus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_HEAD = 8192  # bytes of an HTTP request head we read before answering anyway
+HTTP_TIMEOUT = 5.0  # a scraper that does not send its request in this time is dropped
+MAX_HTTP_CLIENTS = 16  # concurrent scrapes; more are closed at once
+
+
+class ServerMetrics:
+    """Counters and gauges of one server. Implements the peer layer's ``MessageMeter``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.peers = Gauge("p2p_peers", "Connected peers by direction", ["direction"], registry=r)
+        self.dials = Counter("p2p_dials", "Outbound dials by outcome (ok or error class)", ["outcome"], registry=r)
+        self.inbound = Counter("p2p_inbound_connections", "Inbound connections by outcome", ["outcome"], registry=r)
+        self.handshake_failures = Counter(
+            "p2p_handshake_failures", "RLPx or Hello handshakes that failed, by stage and reason",
+            ["stage", "reason"], registry=r)
+        self.disconnects = Counter("p2p_disconnects", "Peers removed, by reason and side",
+                                   ["reason", "side"], registry=r)
+        self.ingress_messages = Counter("p2p_ingress_messages", "Messages received", ["protocol", "code"], registry=r)
+        self.ingress_bytes = Counter("p2p_ingress_bytes", "Payload bytes received", ["protocol", "code"], registry=r)
+        self.egress_messages = Counter("p2p_egress_messages", "Messages sent", ["protocol", "code"], registry=r)
+        self.egress_bytes = Counter("p2p_egress_bytes", "Payload bytes sent", ["protocol", "code"], registry=r)
+        self.events_dropped = Counter("p2p_events_dropped", "Events not delivered to a slow subscriber", registry=r)
+        # Label lookups cost more than the increments: cache the children per (protocol, code).
+        self._in: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._out: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self.peers.labels("inbound").set(0)
+        self.peers.labels("outbound").set(0)
+
+    def ingress(self, protocol: str, code: int, size: int) -> None:
+        pair = self._in.get((protocol, code))
+        if pair is None:
+            pair = self._in[(protocol, code)] = (
+                self.ingress_messages.labels(protocol, str(code)), self.ingress_bytes.labels(protocol, str(code)))
+        pair[0].inc()
+        pair[1].inc(size)
+
+    def egress(self, protocol: str, code: int, size: int) -> None:
+        pair = self._out.get((protocol, code))
+        if pair is None:
+            pair = self._out[(protocol, code)] = (
+                self.egress_messages.labels(protocol, str(code)), self.egress_bytes.labels(protocol, str(code)))
+        pair[0].inc()
+        pair[1].inc(size)
+
+    def watch_discovery(self, disc: Any) -> None:
+        """Export the discovery service's counters and table size from now on."""
+        self.registry.register(_DiscoveryCollector(disc))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj
+    if hasattr(obj, "as_dict"):
+        result = obj.as_dict()
+        return result if isinstance(result, Mapping) else None
+    if hasattr(obj, "__dict__"):
+        return vars(obj)
+    if hasattr(obj, "__slots__"):
+        return {name: getattr(obj, name) for name in obj.__slots__ if hasattr(obj, name)}
+    return None
+
+
+def _flatten(prefix: str, value: Any, depth: int = 0) -> Iterator[tuple[str, float]]:
+    if isinstance(value, bool):
+        yield prefix, float(value)
+    elif isinstance(value, (int, float)):
+        yield prefix, float(value)
+    elif depth < 3:
+        mapping = _as_mapping(value)
+        if mapping is not None:
+            for key, sub in mapping.items():
+                name = getattr(key, "name", key)
+                yield from _flatten(f"{prefix}_{str(name).lower()}" if prefix else str(name).lower(), sub, depth + 1)
+
+
+class _DiscoveryCollector(Collector):
+    def __init__(self, disc: Any) -> None:
+        self._disc = disc
+
+    def collect(self) -> Iterable[Any]:
+        table = getattr(self._disc, "table", None)
+        size = GaugeMetricFamily("p2p_discovery_table_size", "Nodes in the discovery table")
+        try:
+            size.add_metric([], float(len(table)) if table is not None else 0.0)
+        except TypeError:
+            size.add_metric([], 0.0)
+        yield size
+        packets = CounterMetricFamily("p2p_discovery", "Discovery service counters (packets by type, drops by reason)",
+                                      labels=["counter"])
+        for attr in ("metrics", "counters", "stats"):
+            source = getattr(self._disc, attr, None)
+            if callable(source):
+                try:
+                    source = source()
+                except Exception:  # a scrape must not fail because of one source
+                    log.debug("discovery %s() failed during scrape", attr, exc_info=True)
+                    continue
+            if source is None:
+                continue
+            for name, value in _flatten("", source):
+                if value >= 0:
+                    packets.add_metric([name], value)
+            break
+        yield packets
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[v6]:PORT`` or ``:PORT`` (all interfaces would be "", we use 127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+async def serve_metrics(
+    render: Callable[[], bytes], host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Answer every HTTP request on ``host:port`` with the Prometheus text of ``render()``.
+    ``task_status.started`` gets the bound port."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    limiter = trio.CapacityLimiter(MAX_HTTP_CLIENTS)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            if limiter.available_tokens == 0:
+                return
+            async with limiter:
+                head = b""
+                with trio.move_on_after(HTTP_TIMEOUT):
+                    while b"\r\n\r\n" not in head and len(head) < MAX_REQUEST_HEAD:
+                        chunk = await stream.receive_some(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                if not head.startswith(b"GET "):
+                    body, status = b"only GET is served\n", b"405 Method Not Allowed"
+                else:
+                    body, status = render(), b"200 OK"
+                response = (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"
+                            b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+                with trio.move_on_after(HTTP_TIMEOUT):
+                    try:
+                        await stream.send_all(response)
+                    except (trio.BrokenResourceError, OSError):
+                        pass
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        try:
+            await handle(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    task_status.started(bound)
+    await trio.serve_listeners(guarded, listeners)  # type: ignore[arg-type]
+
+
+__all__ = ["ServerMetrics", "parse_hostport", "serve_metrics"]
