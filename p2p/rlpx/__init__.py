@@ -4,6 +4,7 @@ The sans-IO pieces (:mod:`p2p.rlpx.handshake`, :mod:`p2p.rlpx.frame`, :mod:`p2p.
 hold all of the wire logic; :mod:`p2p.rlpx.connection` runs them over a trio stream.
 """
 
+from p2p.rlpx.connection import Connection, accept, connect, initiate
 from p2p.rlpx.errors import (
     ConnectionClosed,
     FrameError,
@@ -19,6 +20,7 @@ from p2p.rlpx.handshake import Completed, Handshake, NeedData, Secrets
 
 __all__ = [
     "Completed",
+    "Connection",
     "ConnectionClosed",
     "FrameCodec",
     "FrameError",
@@ -32,4 +34,7 @@ __all__ = [
     "RLPxTimeout",
     "Secrets",
     "SnappyError",
+    "accept",
+    "connect",
+    "initiate",
 ]

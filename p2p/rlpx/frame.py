@@ -135,7 +135,7 @@ class FrameCodec:
 
     # -- ingress -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0

@@ -270,7 +270,7 @@ class Handshake:
 
     # -- both ------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         if self._done:
             raise HandshakeError("handshake is already complete")
         self._buf += data

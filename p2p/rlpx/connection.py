@@ -1,0 +1,310 @@
+"""RLPx over a trio stream: the thin loop around the sans-IO handshake and frame codec.
+
+``connect`` dials and runs the initiator side, ``accept`` runs the recipient side on a stream
+that a listener accepted. Both return a :class:`Connection` whose ``send``/``receive`` carry
+``(code, payload)`` messages. Writes are serialized by a lock (frames must leave in MAC
+order); there is one reader at a time. Every step has a deadline; every failure is one of the
+typed errors of :mod:`p2p.rlpx.errors`, and only ends this connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+
+import trio
+
+from p2p.crypto.keys import PrivateKey, PublicKey
+from p2p.rlpx import snappy as _snappy
+from p2p.rlpx.errors import (
+    ConnectionClosed,
+    FrameError,
+    HandshakeError,
+    HandshakeTimeout,
+    MessageTooLarge,
+    RLPxError,
+    RLPxTimeout,
+    SnappyError,
+)
+from p2p.rlpx.frame import MAX_FRAME_SIZE, FrameCodec, encode_code
+from p2p.rlpx.handshake import MAX_HANDSHAKE_SIZE, Completed, Handshake
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 5.0  # seconds for TCP connect + auth/ack, as go-ethereum's handshakeTimeout
+READ_TIMEOUT = 30.0  # seconds per received frame, as go-ethereum's frameReadTimeout
+WRITE_TIMEOUT = 20.0  # seconds per write, as go-ethereum's frameWriteTimeout
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # decompressed payload limit, go-ethereum's 16 MiB
+READ_CHUNK = 256 * 1024  # bytes per receive_some: several 64 KiB frames per system call
+DISCONNECT_CODE = 0x01  # base protocol Disconnect: understood even when sent uncompressed
+
+
+class Connection:
+    """An authenticated RLPx connection. Set :attr:`snappy` once both Hellos say v5+."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        codec: FrameCodec,
+        remote_pubkey: PublicKey,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+        initial_data: bytes = b"",
+    ) -> None:
+        self.stream = stream
+        self.remote_pubkey = remote_pubkey
+        self.snappy = False
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        self.max_message_size = max_message_size
+        self._codec = codec
+        self._write_lock = trio.Lock()
+        self._reading = False
+        self._read_error: RLPxError | None = None
+        self._write_error: RLPxError | None = None
+        self._closed = False
+        if initial_data:
+            codec.receive_data(initial_data)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _prepare(self, code: int, payload: bytes) -> tuple[int, bytes]:
+        if len(payload) > self.max_message_size:
+            raise MessageTooLarge(len(payload), self.max_message_size)
+        if self.snappy:
+            payload = _snappy.compress(payload)
+        if len(encode_code(code)) + len(payload) > MAX_FRAME_SIZE:
+            raise MessageTooLarge(len(payload), MAX_FRAME_SIZE, "frame")
+        return code, payload
+
+    async def send(self, code: int, payload: bytes) -> None:
+        """Send one message (compressed when :attr:`snappy` is on)."""
+        item = self._prepare(code, payload)
+        async with self._write_lock:
+            self._check_writable()
+            await self._write(self._codec.encode(*item))
+
+    async def send_many(self, messages: Iterable[tuple[int, bytes]]) -> None:
+        """Send several messages with one write: for bulk senders, same wire bytes as ``send``."""
+        items = [self._prepare(code, payload) for code, payload in messages]
+        async with self._write_lock:
+            self._check_writable()
+            await self._write(self._codec.encode_many(items))
+
+    def _check_writable(self) -> None:
+        if self._write_error is not None:
+            raise self._write_error
+        if self._closed:
+            raise ConnectionClosed("connection is closed")
+
+    async def _write(self, data: bytes) -> None:
+        done = False
+        try:
+            with trio.fail_after(self.write_timeout):
+                await self.stream.send_all(data)
+            done = True
+        except trio.TooSlowError:
+            self._write_error = RLPxTimeout(f"write not finished within {self.write_timeout} s")
+            raise self._write_error from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._write_error = ConnectionClosed(f"stream broke while writing: {exc!r}")
+            raise self._write_error from exc
+        finally:
+            if not done and self._write_error is None:
+                # Cancelled part-way: a partial frame may be on the wire, the stream is unusable.
+                self._write_error = ConnectionClosed("a write was cancelled part-way")
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def receive(self) -> tuple[int, bytes]:
+        """The next ``(code, payload)``; raises a typed :class:`RLPxError` on any failure."""
+        if self._read_error is not None:
+            raise self._read_error
+        if self._reading:
+            raise trio.BusyResourceError("another task is already receiving on this connection")
+        self._reading = True
+        try:
+            frame = self._codec.next_frame()
+            if frame is None:
+                frame = await self._read_frame()
+            else:
+                # A frame was already buffered: no need to yield, but honour cancellation.
+                await trio.lowlevel.checkpoint_if_cancelled()
+            code, data = frame
+            if self.snappy:
+                try:
+                    data = _snappy.decompress(data, self.max_message_size)
+                except (SnappyError, MessageTooLarge):
+                    if code != DISCONNECT_CODE:
+                        raise
+                    # Some peers (ethereumjs) send Disconnect uncompressed even after v5 Hello.
+            elif len(data) > self.max_message_size:
+                raise MessageTooLarge(len(data), self.max_message_size)
+            return code, data
+        except (FrameError, MessageTooLarge, SnappyError, ConnectionClosed, RLPxTimeout) as exc:
+            self._read_error = exc
+            raise
+        finally:
+            self._reading = False
+
+    async def _read_frame(self) -> tuple[int, bytes]:
+        codec = self._codec
+        try:
+            with trio.fail_after(self.read_timeout):
+                while True:
+                    data = await self.stream.receive_some(READ_CHUNK)
+                    if not data:
+                        where = "in the middle of a frame" if codec.mid_frame else "between frames"
+                        raise ConnectionClosed(f"remote closed the connection {where}")
+                    codec.receive_data(data)
+                    frame = codec.next_frame()
+                    if frame is not None:
+                        return frame
+        except trio.TooSlowError:
+            where = "in the middle of a frame" if codec.mid_frame else "waiting for a frame"
+            raise RLPxTimeout(f"no frame within {self.read_timeout} s ({where})") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionClosed(f"stream broke while reading: {exc!r}") from exc
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the stream (idempotent). Send a Disconnect first if the peer should know why."""
+        self._closed = True
+        await self.stream.aclose()
+
+    async def __aenter__(self) -> "Connection":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Connection(remote={self.remote_pubkey!r}, snappy={self.snappy})"
+
+
+def _codec_for(event: Completed, max_message_size: int) -> FrameCodec:
+    limit = min(MAX_FRAME_SIZE, _snappy.max_compressed_length(max_message_size) + 9)
+    return FrameCodec(event.secrets, max_frame_size=limit)
+
+
+async def _handshake(stream: trio.abc.Stream, hs: Handshake, first: bytes) -> Completed:
+    if first:
+        await stream.send_all(first)
+    while True:
+        event = hs.next_event()
+        if isinstance(event, Completed):
+            if event.reply:
+                await stream.send_all(event.reply)
+            return event
+        data = await stream.receive_some(MAX_HANDSHAKE_SIZE)
+        if not data:
+            raise HandshakeError("remote closed the connection during the handshake")
+        hs.receive_data(data)
+
+
+async def _run_handshake(
+    stream: trio.abc.Stream, hs: Handshake, timeout: float, *, close_on_error: bool = True
+) -> Completed:
+    try:
+        with trio.fail_after(timeout):
+            return await _handshake(stream, hs, hs.initiate() if hs.initiator else b"")
+    except BaseException as exc:
+        if close_on_error:
+            await trio.aclose_forcefully(stream)
+        if isinstance(exc, trio.TooSlowError):
+            raise HandshakeTimeout(f"handshake not finished within {timeout} s") from None
+        if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+            raise HandshakeError(f"stream broke during the handshake: {exc!r}") from exc
+        raise
+
+
+async def accept(
+    stream: trio.abc.Stream,
+    private_key: PrivateKey,
+    *,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+    write_timeout: float = WRITE_TIMEOUT,
+    max_message_size: int = MAX_MESSAGE_SIZE,
+    rng: random.Random | None = None,
+) -> Connection:
+    """Run the recipient side on an accepted stream. On failure the stream is closed (with no
+    reply) and :class:`HandshakeError` is raised."""
+    hs = Handshake(private_key, rng=rng)
+    event = await _run_handshake(stream, hs, handshake_timeout)
+    return Connection(
+        stream,
+        _codec_for(event, max_message_size),
+        event.remote_pubkey,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        max_message_size=max_message_size,
+        initial_data=event.trailing,
+    )
+
+
+async def initiate(
+    stream: trio.abc.Stream,
+    private_key: PrivateKey,
+    remote_pubkey: PublicKey,
+    *,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+    write_timeout: float = WRITE_TIMEOUT,
+    max_message_size: int = MAX_MESSAGE_SIZE,
+    rng: random.Random | None = None,
+) -> Connection:
+    """Run the initiator side on an already open stream (``connect`` without the dial)."""
+    hs = Handshake(private_key, remote_pubkey, rng=rng)
+    event = await _run_handshake(stream, hs, handshake_timeout)
+    return Connection(
+        stream,
+        _codec_for(event, max_message_size),
+        event.remote_pubkey,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        max_message_size=max_message_size,
+        initial_data=event.trailing,
+    )
+
+
+async def connect(
+    host: str,
+    port: int,
+    private_key: PrivateKey,
+    remote_pubkey: PublicKey,
+    *,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+    write_timeout: float = WRITE_TIMEOUT,
+    max_message_size: int = MAX_MESSAGE_SIZE,
+    rng: random.Random | None = None,
+) -> Connection:
+    """Dial ``host:port`` and authenticate as the initiator; the whole of it (TCP connect
+    included) runs under ``handshake_timeout``. The node reached proves it holds
+    ``remote_pubkey`` by its first frame: only it could read our auth."""
+    deadline = trio.current_time() + handshake_timeout
+    try:
+        with trio.fail_at(deadline):
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    except trio.TooSlowError:
+        raise HandshakeTimeout(f"TCP connect to {host}:{port} not finished within {handshake_timeout} s") from None
+    except OSError as exc:
+        raise HandshakeError(f"cannot connect to {host}:{port}: {exc}") from exc
+    return await initiate(
+        stream,
+        private_key,
+        remote_pubkey,
+        handshake_timeout=max(0.0, deadline - trio.current_time()),
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        max_message_size=max_message_size,
+        rng=rng,
+    )
+
+
+__all__ = ["Connection", "connect", "accept", "initiate"]
