@@ -181,7 +181,7 @@ async def serve_metrics(
             pass
 
     task_status.started(bound)
-    await trio.serve_listeners(guarded, listeners)  # type: ignore[arg-type]
+    await trio.serve_listeners(guarded, listeners)
 
 
 __all__ = ["ServerMetrics", "parse_hostport", "serve_metrics"]
