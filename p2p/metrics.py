@@ -1,15 +1,14 @@
 """Prometheus metrics of one server, in its own ``CollectorRegistry`` (many servers can share a
 process), and a small trio HTTP responder that serves them (``--metrics HOST:PORT``).
 
-Discovery figures are read when scraped, from whatever counters the discovery service exposes
-(``disc.metrics`` / ``disc.counters`` / ``disc.stats``: mappings or objects of numbers), so the
-discovery layer does not depend on Prometheus.
+Discovery figures are read when scraped from the discovery service's ``stats.snapshot()``, so
+the discovery layer does not depend on Prometheus.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -73,63 +72,52 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj
-    if hasattr(obj, "as_dict"):
-        result = obj.as_dict()
-        return result if isinstance(result, Mapping) else None
-    if hasattr(obj, "__dict__"):
-        return vars(obj)
-    if hasattr(obj, "__slots__"):
-        return {name: getattr(obj, name) for name in obj.__slots__ if hasattr(obj, name)}
-    return None
-
-
-def _flatten(prefix: str, value: Any, depth: int = 0) -> Iterator[tuple[str, float]]:
-    if isinstance(value, bool):
-        yield prefix, float(value)
-    elif isinstance(value, (int, float)):
-        yield prefix, float(value)
-    elif depth < 3:
-        mapping = _as_mapping(value)
-        if mapping is not None:
-            for key, sub in mapping.items():
-                name = getattr(key, "name", key)
-                yield from _flatten(f"{prefix}_{str(name).lower()}" if prefix else str(name).lower(), sub, depth + 1)
+def _snapshot(disc: Any) -> Mapping[str, Any]:
+    stats = getattr(disc, "stats", None)
+    snap = getattr(stats, "snapshot", None)
+    if callable(snap):
+        result = snap()
+        if isinstance(result, Mapping):
+            return result
+    return {}
 
 
 class _DiscoveryCollector(Collector):
+    """Reads the discovery service's ``stats.snapshot()`` at scrape time."""
+
     def __init__(self, disc: Any) -> None:
         self._disc = disc
 
     def collect(self) -> Iterable[Any]:
+        try:
+            snap = _snapshot(self._disc)
+        except Exception:  # a scrape must not fail because discovery is shutting down
+            log.debug("discovery stats unavailable", exc_info=True)
+            snap = {}
         table = getattr(self._disc, "table", None)
         size = GaugeMetricFamily("p2p_discovery_table_size", "Nodes in the discovery table")
         try:
-            size.add_metric([], float(len(table)) if table is not None else 0.0)
+            size.add_metric([], float(snap.get("table_size", len(table) if table is not None else 0)))
         except TypeError:
             size.add_metric([], 0.0)
         yield size
-        packets = CounterMetricFamily("p2p_discovery", "Discovery service counters (packets by type, drops by reason)",
-                                      labels=["counter"])
-        for attr in ("metrics", "counters", "stats"):
-            source = getattr(self._disc, attr, None)
-            if callable(source):
-                try:
-                    source = source()
-                except Exception:  # a scrape must not fail because of one source
-                    log.debug("discovery %s() failed during scrape", attr, exc_info=True)
-                    continue
-            if source is None:
-                continue
-            for name, value in _flatten("", source):
-                if value >= 0:
-                    packets.add_metric([name], value)
-            break
+        packets = CounterMetricFamily("p2p_discovery_packets", "Discovery packets by direction and type",
+                                      labels=["direction", "type"])
+        for direction in ("in", "out"):
+            for ptype, count in dict(snap.get(f"packets_{direction}", {})).items():
+                packets.add_metric([direction, str(ptype)], float(count))
         yield packets
+        traffic = CounterMetricFamily("p2p_discovery_bytes", "Discovery datagram bytes", labels=["direction"])
+        for direction in ("in", "out"):
+            traffic.add_metric([direction], float(snap.get(f"bytes_{direction}", 0)))
+        yield traffic
+        drops = CounterMetricFamily("p2p_discovery_drops", "Discovery packets dropped, by reason", labels=["reason"])
+        for reason, count in dict(snap.get("drops", {})).items():
+            drops.add_metric([str(reason)], float(count))
+        yield drops
+        lookups = CounterMetricFamily("p2p_discovery_lookups", "Discovery lookups run")
+        lookups.add_metric([], float(snap.get("lookups", 0)))
+        yield lookups
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

@@ -414,7 +414,10 @@ class Server:
         self._local_node = self._local_node.with_enr(self._enr)
 
     async def _open_discovery(self, stack: AsyncExitStack, host: str, port: int) -> None:
-        from p2p.discover import open_discovery
+        try:
+            from p2p.discover import open_discovery  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            from p2p.discover.service import open_discovery
         from p2p.enode.nodedb import NodeDB
 
         inner = AsyncExitStack()
