@@ -42,6 +42,39 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=run)
 
 
+def _figures(prefix: str, obj: Any) -> list[tuple[str, str]]:
+    """Flatten a result into (name, text) rows: medians with their range, and plain numbers."""
+    rows: list[tuple[str, str]] = []
+    if isinstance(obj, dict):
+        if {"median", "min", "max"} <= obj.keys():
+            rows.append((prefix, f"{_num(obj['median'])}  [{_num(obj['min'])} .. {_num(obj['max'])}]"))
+            return rows
+        for key, value in obj.items():
+            rows.extend(_figures(f"{prefix}.{key}" if prefix else str(key), value))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and "ratio" in prefix:
+        rows.append((prefix, _num(obj)))
+    return rows
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    return str(value)
+
+
+def print_table(results: dict[str, Any], file: Any = None) -> None:
+    """The main figures, one per line: median [min .. max]; ratios as they are."""
+    out = file or sys.stderr
+    rows = [(f"{name}.{label}", text) for name, result in results.items() for label, text in _figures("", result)]
+    if not rows:
+        return
+    width = max(len(r[0]) for r in rows)
+    print("", file=out)
+    for label, text in rows:
+        print(f"{label:<{width}}  {text}", file=out)
+    out.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     names = args.names or _available()
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -57,4 +90,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
+    print_table(results)
     return 0
