@@ -15,6 +15,7 @@ from typing import Any, Protocol as TypingProtocol
 
 import trio
 
+from p2p.enode import Node
 from p2p.testnet.shard import LocalShard, NodeRef, ShardSpec
 from p2p.testnet.worker import RemoteShard
 
@@ -69,6 +70,8 @@ class _InProcess:
 
 @dataclass(frozen=True, slots=True)
 class TestnetConfig:
+    __test__ = False  # a name starting with "Test" that pytest must not collect
+
     nodes: int
     protocols: tuple[str, ...] = ()
     seconds: float = 60.0  # convergence deadline
@@ -152,6 +155,8 @@ def _figures(values: Sequence[float]) -> dict[str, float]:
 
 class Testnet:
     """One run. ``await run()`` returns the summary; ``history`` keeps every sample."""
+
+    __test__ = False
 
     def __init__(self, config: TestnetConfig, on_progress: Callable[[Progress], None] | None = None,
                  rng: random.Random | None = None) -> None:
@@ -246,6 +251,7 @@ class Testnet:
                        "per_node_bytes": (rss_total - rss_base) / cfg.nodes},
             "final_table_size": {"min": final.table_min, "median": final.table_median, "max": final.table_max},
             "final_peers": {"min": final.peers_min, "median": final.peers_median, "max": final.peers_max},
+            "distinct_ips": len({Node.from_url(r.enode).ip for r in self._refs.values()}),
             "elapsed_seconds": self._elapsed(),
         }
 
