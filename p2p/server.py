@@ -346,27 +346,30 @@ class Server:
         """Run the server for the duration of the ``async with``."""
         if self._nursery is not None:
             raise RuntimeError("the server is already running")
-        async with AsyncExitStack() as stack:
-            listeners = await self._open_listeners(stack)
-            nursery = await stack.enter_async_context(trio.open_nursery())
-            self._nursery = nursery
-            self._closing = False
-            try:
-                now = trio.current_time()
-                for node in self._initial_static:
-                    self._scheduler.add_static(node, now)
-                nursery.start_soon(self._accept_loop, listeners)
-                nursery.start_soon(self._dial_loop)
-                if self.discovery is not None:
-                    nursery.start_soon(self._discovered_dial_loop)
-                if self.metrics_addr is not None:
-                    self.metrics_port = await nursery.start(
-                        serve_metrics, self.metrics.render, self.metrics_addr[0], self.metrics_addr[1])
-                log.info("server listening: %s", self.enode)
-                yield self
-            finally:
-                await self._shutdown(nursery)
-                self._nursery = None
+        try:
+            async with AsyncExitStack() as stack:
+                listeners = await self._open_listeners(stack)
+                nursery = await stack.enter_async_context(trio.open_nursery())
+                self._nursery = nursery
+                self._closing = False
+                try:
+                    now = trio.current_time()
+                    for node in self._initial_static:
+                        self._scheduler.add_static(node, now)
+                    nursery.start_soon(self._accept_loop, listeners)
+                    nursery.start_soon(self._dial_loop)
+                    if self.discovery is not None:
+                        nursery.start_soon(self._discovered_dial_loop)
+                    if self.metrics_addr is not None:
+                        self.metrics_port = await nursery.start(
+                            serve_metrics, self.metrics.render, self.metrics_addr[0], self.metrics_addr[1])
+                    log.info("server listening: %s", self.enode)
+                    yield self
+                finally:
+                    await self._shutdown(nursery)
+        finally:
+            self._nursery = None
+            self._closing = True
 
     # -- start and stop ------------------------------------------------------------------
 
