@@ -116,6 +116,10 @@ class EventSubscription:
         """The next event; raises ``trio.EndOfChannel`` when the server has stopped."""
         return await self._receive.receive()
 
+    def receive_nowait(self) -> ServerEvent:
+        """An event already waiting, or ``trio.WouldBlock``."""
+        return self._receive.receive_nowait()
+
     def __enter__(self) -> "EventSubscription":
         return self
 
