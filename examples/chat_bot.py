@@ -36,10 +36,12 @@ def answer(msg: TextMessage, bot: ChatService) -> str | None:
     return None
 
 
-async def serve_bot(bot: ChatService, *, limit: int | None = None) -> int:
+async def serve_bot(bot: ChatService, limit: int | None = None,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> int:
     """Answer messages until cancelled (or ``limit`` answers); returns how many it answered."""
     answered = 0
     with bot.subscribe() as inbox:
+        task_status.started()  # subscribed: nothing said from now on is missed
         async for msg in inbox:
             reply = answer(msg, bot)
             if reply is None:
@@ -63,7 +65,7 @@ async def demo() -> list[str]:
                         static_nodes=[bot_node.local_node]):
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(serve_bot, bot, limit=3)
+                await nursery.start(serve_bot, bot, 3)
                 with user.subscribe() as inbox:
                     while not user.peers():
                         await trio.sleep(0.05)

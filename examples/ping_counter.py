@@ -25,9 +25,9 @@ def ping_protocol(count, pongs):
 
 async def main(count=5):
     a_pongs, b_pongs = [], []
-    async with open_server(private_key=PrivateKey.generate(), protocols=[ping_protocol(count, a_pongs)]) as a, \
-            open_server(private_key=PrivateKey.generate(), protocols=[ping_protocol(count, b_pongs)],
-                        static_nodes=[a.local_node]):
+    node = lambda pongs, **opts: open_server(  # noqa: E731  a node on 127.0.0.1, a free port
+        private_key=PrivateKey.generate(), protocols=[ping_protocol(count, pongs)], discovery=False, **opts)
+    async with node(a_pongs) as a, node(b_pongs, static_nodes=[a.local_node]):
         with trio.fail_after(10):
             while len(a_pongs) < count or len(b_pongs) < count:
                 await trio.sleep(0.05)

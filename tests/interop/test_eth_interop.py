@@ -21,8 +21,7 @@ from typing import Any
 
 import trio
 
-from p2p import DisconnectReason, NodeID, PrivateKey
-from p2p.server import PeerAdded, PeerRemoved, open_server
+from p2p import DisconnectReason, PeerAdded, PeerRemoved, PrivateKey, open_server
 from protocols.eth import MAINNET, MAINNET_GENESIS, MAINNET_GENESIS_HASH, Chain, EthService
 
 HERE = Path(__file__).resolve().parent

@@ -8,8 +8,7 @@ from typing import Any
 
 import trio
 
-from p2p import DisconnectReason, NodeID, PrivateKey, Protocol
-from p2p.server import PeerRemoved, Server, open_server
+from p2p import DisconnectReason, NodeID, PeerRemoved, PrivateKey, Protocol, Server, open_server
 from protocols.chat import ChatService
 from protocols.eth import MAINNET, MAINNET_GENESIS, BlockHeader, Chain, ChainConfig, EthService
 
@@ -105,3 +104,16 @@ async def test_eth_other_genesis_is_a_useless_peer() -> None:
                             assert event.reason == DisconnectReason.USELESS_PEER
                             break
     assert ours.peers() == []
+
+
+def test_registry_knows_chat_and_eth() -> None:
+    from p2p import protocol_registry
+
+    events: list[str] = []
+    node_id = NodeID.from_pubkey(PrivateKey.generate().public_key)
+    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, emit=lambda e, **f: events.append(e))
+    assert isinstance(chat, ChatService) and chat.node_id == node_id
+    assert [p.capability for p in chat_protocols] == [chat.protocol.capability]
+    eth, eth_protocols = protocol_registry.create("eth", node_id=node_id, emit=None)
+    assert isinstance(eth, EthService) and eth.chain.genesis.hash == MAINNET_GENESIS.hash
+    assert [(p.name, p.version, p.length) for p in eth_protocols] == [("eth", 68, 17)]
