@@ -421,10 +421,7 @@ class Server:
         self._local_node = self._local_node.with_enr(self._enr)
 
     async def _open_discovery(self, stack: AsyncExitStack, host: str, port: int) -> None:
-        try:
-            from p2p.discover import open_discovery  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            from p2p.discover.service import open_discovery
+        from p2p.discover import open_discovery  # imported here: a node without discovery never loads it
         from p2p.enode.nodedb import NodeDB
 
         inner = AsyncExitStack()
