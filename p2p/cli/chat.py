@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -19,6 +20,7 @@ import trio
 from p2p import Node, NodeID, PeerAdded, PeerRemoved, PrivateKey, Server, open_server
 from p2p.cli import _output
 from p2p.crypto import load_node_key
+from p2p.metrics import parse_hostport
 from protocols.chat.messages import MAX_TEXT_BYTES
 from protocols.chat.service import ChatService
 
@@ -63,8 +65,7 @@ def _enodes(text: str) -> list[Node]:
 
 
 def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
-    host, _, port = args.addr.rpartition(":")
-    return {"private_key": key, "listen": (host.strip("[]") or "0.0.0.0", int(port or 0)),
+    return {"private_key": key, "listen": parse_hostport(args.addr),
             "bootnodes": _enodes(args.bootnodes), "static_nodes": _enodes(args.staticnodes),
             "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb}
 
@@ -75,8 +76,9 @@ async def _report_events(server: Server, printer: "_Printer", chat: ChatService)
             peer = event.peer
             if isinstance(event, PeerAdded):
                 if printer.json:
-                    _output.emit("peer_added", id=peer.id.hex(), enode=peer.enode, client=peer.client,
-                                 inbound=peer.inbound, remote=f"{peer.remote[0]}:{peer.remote[1]}")
+                    _output.emit("peer_added", id=peer.id.hex(), client=peer.client,
+                                 caps=[str(c) for c in peer.caps], inbound=peer.inbound,
+                                 remote=f"{peer.remote[0]}:{peer.remote[1]}")
                 else:
                     printer.line(f"* peer {peer.id.short()} joined ({peer.client}, {peer.remote[0]}:{peer.remote[1]})")
             elif isinstance(event, PeerRemoved):
@@ -134,6 +136,7 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
             if not chunk:
                 if pending:
                     await send.send(pending.decode("utf-8", errors="replace"))
+                await send.send("/quit")  # end of input leaves, as /quit does
                 return
             pending += chunk
             *lines, pending = pending.split(b"\n")
@@ -149,8 +152,11 @@ async def _main(args: argparse.Namespace) -> None:
     printer.chat = chat
     async with open_server(**server_options(args, key), protocols=[chat.protocol]) as server:
         if args.json:
-            _output.emit("listening", id=server.local_node.id.hex(), enode=server.enode,
-                         tcp=server.tcp_port, nick=chat.nick)
+            # The same fields as ``p2p node --json``, plus the nick.
+            _output.emit("listening", enode=server.enode, enr=server.enr.to_text(), id=server.id.hex(),
+                         tcp=server.tcp_port,
+                         udp=server.discovery.udp_port if server.discovery is not None else None,
+                         nick=chat.nick)
         if not args.json:
             printer.line(f"chatting as {chat.nick} on {server.enode}")
             printer.line("type a line to send it; /peers lists peers, /quit leaves")
@@ -158,12 +164,22 @@ async def _main(args: argparse.Namespace) -> None:
             nursery.start_soon(_report_events, server, printer, chat)
             send, lines = trio.open_memory_channel[str](16)
             nursery.start_soon(_read_lines, send)
+            nursery.start_soon(_quit_on_signal, send.clone())
             async with lines:
                 async for line in lines:
                     if not await _command(line, chat, printer):
                         break
             await chat.leave()
             nursery.cancel_scope.cancel()
+
+
+async def _quit_on_signal(send: trio.MemorySendChannel[str]) -> None:
+    """SIGTERM leaves as /quit does: the network hears that we go."""
+    async with send:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                await send.send("/quit")
+                return
 
 
 async def _command(line: str, chat: ChatService, printer: _Printer) -> bool:

@@ -86,3 +86,9 @@ async def test_line_typed_in_a_appears_in_c() -> None:
             assert code == 0
             removed = await b.wait_for("peer_removed", id=c_info["id"])
             assert removed["reason"] in ("client_quitting", "requested")
+
+            # End of input leaves as /quit does.
+            assert a.process.stdin is not None
+            await a.process.stdin.aclose()
+            with trio.fail_after(10):
+                assert await a.process.wait() == 0
