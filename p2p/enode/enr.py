@@ -361,6 +361,8 @@ class ENR:
             raise ENRError("bad RLP: a record is a list")
         if stop != end:
             raise ENRError(f"bad RLP: {end - stop} bytes after the record")
+        if pos == end:
+            raise ENRError("record is an empty list")
         is_list, start, pos = _item(data, pos, end)
         if is_list:
             raise ENRError("bad RLP: the signature is a list")
