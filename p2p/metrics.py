@@ -37,32 +37,38 @@ class ServerMetrics:
             ["stage", "reason"], registry=r)
         self.disconnects = Counter("p2p_disconnects", "Peers removed, by reason and side",
                                    ["reason", "side"], registry=r)
-        self.ingress_messages = Counter("p2p_ingress_messages", "Messages received", ["protocol", "code"], registry=r)
-        self.ingress_bytes = Counter("p2p_ingress_bytes", "Payload bytes received", ["protocol", "code"], registry=r)
-        self.egress_messages = Counter("p2p_egress_messages", "Messages sent", ["protocol", "code"], registry=r)
-        self.egress_bytes = Counter("p2p_egress_bytes", "Payload bytes sent", ["protocol", "code"], registry=r)
+        # Per-message counts are plain integers, exported at scrape time: a Prometheus child's
+        # inc() takes a lock and costs more than handling a small message.
+        self._in: dict[tuple[str, int], list[int]] = {}
+        self._out: dict[tuple[str, int], list[int]] = {}
+        r.register(_MessageCollector(self._in, self._out))
         self.events_dropped = Counter("p2p_events_dropped", "Events not delivered to a slow subscriber", registry=r)
-        # Label lookups cost more than the increments: cache the children per (protocol, code).
-        self._in: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._out: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.peers.labels("inbound").set(0)
         self.peers.labels("outbound").set(0)
 
     def ingress(self, protocol: str, code: int, size: int) -> None:
-        pair = self._in.get((protocol, code))
-        if pair is None:
-            pair = self._in[(protocol, code)] = (
-                self.ingress_messages.labels(protocol, str(code)), self.ingress_bytes.labels(protocol, str(code)))
-        pair[0].inc()
-        pair[1].inc(size)
+        entry = self._in.get((protocol, code))
+        if entry is None:
+            entry = self._in[(protocol, code)] = [0, 0]
+        entry[0] += 1
+        entry[1] += size
 
     def egress(self, protocol: str, code: int, size: int) -> None:
-        pair = self._out.get((protocol, code))
-        if pair is None:
-            pair = self._out[(protocol, code)] = (
-                self.egress_messages.labels(protocol, str(code)), self.egress_bytes.labels(protocol, str(code)))
-        pair[0].inc()
-        pair[1].inc(size)
+        entry = self._out.get((protocol, code))
+        if entry is None:
+            entry = self._out[(protocol, code)] = [0, 0]
+        entry[0] += 1
+        entry[1] += size
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when never set), e.g. ``value("p2p_dials_total", outcome="ok")``."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def messages(self, direction: str, protocol: str, code: int) -> tuple[int, int]:
+        """(messages, bytes) counted so far; ``direction`` is "in" or "out"."""
+        entry = (self._in if direction == "in" else self._out).get((protocol, code), [0, 0])
+        return entry[0], entry[1]
 
     def watch_discovery(self, disc: Any) -> None:
         """Export the discovery service's counters and table size from now on."""
@@ -70,6 +76,25 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _MessageCollector(Collector):
+    def __init__(self, ingress: dict[tuple[str, int], list[int]], egress: dict[tuple[str, int], list[int]]) -> None:
+        self._ingress = ingress
+        self._egress = egress
+
+    def collect(self) -> Iterable[Any]:
+        for direction, table in (("ingress", self._ingress), ("egress", self._egress)):
+            verb = "received" if direction == "ingress" else "sent"
+            messages = CounterMetricFamily(f"p2p_{direction}_messages", f"Messages {verb}, by protocol and code",
+                                           labels=["protocol", "code"])
+            size = CounterMetricFamily(f"p2p_{direction}_bytes", f"Payload bytes {verb}, by protocol and code",
+                                       labels=["protocol", "code"])
+            for (protocol, code), (count, total) in list(table.items()):
+                messages.add_metric([protocol, str(code)], float(count))
+                size.add_metric([protocol, str(code)], float(total))
+            yield messages
+            yield size
 
 
 def _snapshot(disc: Any) -> Mapping[str, Any]:

@@ -14,6 +14,8 @@ closes its transport and returns that error from :meth:`Peer.run`.
 from __future__ import annotations
 
 import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol as _TypingProtocol
 
@@ -48,6 +50,7 @@ PING_INTERVAL = 15.0  # go-ethereum's pingInterval
 READ_TIMEOUT = 30.0  # go-ethereum's frameReadTimeout: two missed pings and the peer is gone
 DISCONNECT_TIMEOUT = 1.0  # bound on writing our Disconnect to a peer that may not read
 LINGER_TIME = 0.5  # after Disconnect, read what is in flight so that closing sends FIN, not RST
+DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
 
 # Errors a transport raises when the connection itself is unusable.
@@ -149,16 +152,60 @@ async def close_transport(
                 pass
 
 
+class _Inbox:
+    """A bounded queue of one protocol's messages from one peer, between the reader and the
+    protocol's dispatcher. Lighter than a memory channel, and with hysteresis: a full queue
+    wakes its reader only once half drained, so a busy peer costs one task switch per batch
+    of messages rather than per message."""
+
+    __slots__ = ("_items", "_size", "_not_empty", "_not_full")
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[int, bytes]] = deque()
+        self._size = size
+        self._not_empty = trio.lowlevel.ParkingLot()
+        self._not_full = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, code: int, payload: bytes) -> bool:
+        if len(self._items) >= self._size:
+            return False
+        self._items.append((code, payload))
+        if self._not_empty:
+            self._not_empty.unpark()
+        return True
+
+    async def put(self, code: int, payload: bytes) -> None:
+        while len(self._items) >= self._size:
+            await self._not_full.park()
+        self._items.append((code, payload))
+        if self._not_empty:
+            self._not_empty.unpark()
+
+    async def get(self) -> tuple[int, bytes]:
+        if not self._items:
+            while not self._items:
+                await self._not_empty.park()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        item = self._items.popleft()
+        if self._not_full and len(self._items) <= self._size // 2:
+            self._not_full.unpark_all()
+        return item
+
+
 class ProtocolConn:
     """One peer as one sub-protocol sees it (implements :class:`p2p.protocol.ProtocolConnection`)."""
 
-    __slots__ = ("_peer", "_matched", "_state", "_send_channel", "_receive_channel")
+    __slots__ = ("_peer", "_matched", "_state", "_inbox")
 
     def __init__(self, peer: "Peer", matched: MatchedProtocol) -> None:
         self._peer = peer
         self._matched = matched
         self._state: dict[str, Any] | None = None
-        self._send_channel, self._receive_channel = trio.open_memory_channel[tuple[int, bytes]](QUEUE_SIZE)
+        self._inbox = _Inbox(QUEUE_SIZE)
 
     @property
     def peer(self) -> PeerInfo:
@@ -281,8 +328,6 @@ class Peer:
             broken = error.reason == DisconnectReason.TCP_ERROR and not error.remote_requested
             send_reason = None if (error.remote_requested or broken) else error.reason
             await close_transport(self.transport, send_reason, linger=self._linger, meter=self._meter)
-            for conn in self.conns:
-                conn._send_channel.close()
             self._closed.set()
         return error
 
@@ -304,14 +349,24 @@ class Peer:
             self._fail(PeerError(f"{what}: connection failed: {exc!r}", DisconnectReason.TCP_ERROR))
 
     async def _read_loop(self) -> None:
+        # One cancel scope for the whole loop, its deadline moved forward as messages arrive
+        # (at most once a second): a new scope per message would cost more than the message.
+        timeout = self._read_timeout
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            await self._read_messages(scope, timeout)
+        if scope.cancelled_caught:
+            raise PeerError(f"nothing read for {timeout:g} s", DisconnectReason.TIMEOUT)
+
+    async def _read_messages(self, scope: trio.CancelScope, timeout: float) -> None:
         transport = self.transport
         meter = self._meter
         conns = self.conns
+        now = trio.current_time
         while True:
-            with trio.move_on_after(self._read_timeout) as scope:
-                code, payload = await transport.receive()
-            if scope.cancelled_caught:
-                raise PeerError(f"nothing read for {self._read_timeout:g} s", DisconnectReason.TIMEOUT)
+            code, payload = await transport.receive()
+            deadline = now() + timeout
+            if deadline - scope.deadline > DEADLINE_SLACK:
+                scope.deadline = deadline
             if code < BASE_PROTOCOL_LENGTH:
                 if meter is not None:
                     meter.ingress("p2p", code, len(payload))
@@ -332,7 +387,13 @@ class Peer:
             if meter is not None:
                 meter.ingress(conn.protocol.name, rel, len(payload))
             if conn.protocol.handlers:
-                await conn._send_channel.send((rel, payload))
+                inbox = conn._inbox
+                if not inbox.put_nowait(rel, payload):
+                    # The handler is behind: wait for it (backpressure on this peer only), and
+                    # do not count the wait against the remote.
+                    scope.deadline = math.inf
+                    await inbox.put(rel, payload)
+                    scope.deadline = now() + timeout
 
     async def _ping_loop(self) -> None:
         while True:
@@ -341,26 +402,23 @@ class Peer:
 
     async def _dispatch(self, conn: ProtocolConn) -> None:
         handlers = conn.protocol.handlers
-        async with conn._receive_channel:
-            async for rel, payload in conn._receive_channel:
-                handler = handlers.get(rel)
-                if handler is None:
-                    log.debug("peer %s: no %s handler for code %d, message dropped",
-                              self.info.id.short(), conn.protocol.name, rel)
-                    continue
-                try:
-                    await handler(conn, payload)
-                except trio.ClosedResourceError:
-                    if self._stop_requested:  # the handler's send raced with our own close
-                        return
-                    self._protocol_failed(conn, "handler", None)
-                    return
-                except ProtocolError as exc:
-                    self._protocol_failed(conn, f"handler of code {rel}", exc)
-                    return
-                except Exception as exc:
-                    self._protocol_failed(conn, f"handler of code {rel}", exc)
-                    return
+        inbox = conn._inbox
+        while True:
+            rel, payload = await inbox.get()
+            handler = handlers.get(rel)
+            if handler is None:
+                log.debug("peer %s: no %s handler for code %d, message dropped",
+                          self.info.id.short(), conn.protocol.name, rel)
+                continue
+            try:
+                await handler(conn, payload)
+            except trio.ClosedResourceError:
+                if not self._stop_requested:
+                    self._protocol_failed(conn, f"handler of code {rel}", None)
+                return  # otherwise the handler's send raced with our own close
+            except Exception as exc:  # ProtocolError carries its reason; others are subprotocol errors
+                self._protocol_failed(conn, f"handler of code {rel}", exc)
+                return
 
     async def _run_protocol(self, conn: ProtocolConn) -> None:
         run = conn.protocol.run

@@ -99,7 +99,7 @@ async def test_static_redial_after_remote_restart() -> None:
                 assert isinstance(event, PeerRemoved) and event.peer.id == b.id
                 assert event.reason is DisconnectReason.CLIENT_QUITTING and event.remote_requested
                 await trio.sleep(0.3)  # a few failed redials while b is down
-            assert a.metrics.dials.labels("handshake")._value.get() >= 1  # refused while b was away
+            assert a.metrics.value("p2p_dials_total", outcome="handshake") >= 1  # refused while b was away
 
 
 async def test_max_peers_and_trusted_bypass() -> None:
@@ -141,13 +141,13 @@ async def test_inbound_throttle_per_ip_and_loopback_exemption() -> None:
             with pytest.raises(Exception) as info:
                 await bare_client(s.local_node, ks[2], [proto])
             assert "closed" in str(info.value) or "broke" in str(info.value)
-            assert s.metrics.inbound.labels("throttled")._value.get() == 1
+            assert s.metrics.value("p2p_inbound_connections_total", outcome="throttled") == 1
             await conn.aclose()
         async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:  # loopback exempt by default
             for k in ks[1:]:
                 conn, _ = await bare_client(s.local_node, k, [proto])
                 await conn.aclose()
-            assert s.metrics.inbound.labels("throttled")._value.get() == 0
+            assert s.metrics.value("p2p_inbound_connections_total", outcome="throttled") == 0
 
 
 async def test_netrestrict_refuses_other_networks() -> None:
@@ -156,7 +156,7 @@ async def test_netrestrict_refuses_other_networks() -> None:
         async with open_server(ks[0], netrestrict="10.0.0.0/8", **NO_DISC) as s:
             with pytest.raises(Exception):
                 await bare_client(s.local_node, ks[1])
-            assert s.metrics.inbound.labels("throttled")._value.get() == 1
+            assert s.metrics.value("p2p_inbound_connections_total", outcome="throttled") == 1
             assert s.peer_count() == 0
         async with open_server(ks[0], netrestrict="10.0.0.0/8,127.0.0.0/8", allow_useless_peers=True,
                                **NO_DISC) as s:
@@ -309,7 +309,7 @@ async def test_slow_event_subscriber_loses_events_not_the_server() -> None:
             conns = [(await bare_client(s.local_node, k, [proto]))[0] for k in ks[1:]]
             await until(lambda: s.peer_count() == 5)
             assert slow.dropped == 3
-            assert s.metrics.events_dropped._value.get() == 3
+            assert s.metrics.value("p2p_events_dropped_total") == 3
             seen = [await fast.receive() for _ in range(5)]
             assert all(isinstance(e, PeerAdded) for e in seen)
             for conn in conns:
@@ -333,7 +333,7 @@ async def test_metrics_served_over_http() -> None:
             conn, _ = await bare_client(s.local_node, ks[1], [proto])
             conn.snappy = True
             await conn.send(16, rlp.encode(b"hello"))
-            await until(lambda: s.metrics.ingress_messages.labels("echo", "0")._value.get() == 1)
+            await until(lambda: s.metrics.messages("in", "echo", 0) == (1, 6))
             assert s.metrics_port is not None
             stream = await trio.open_tcp_stream("127.0.0.1", s.metrics_port)
             await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
