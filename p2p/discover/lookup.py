@@ -96,11 +96,10 @@ class Lookup:
         self.add_nodes(found, self._depth.get(node.id, 1) + 1)
 
     def on_failure(self, node: Node) -> None:
-        """A node that did not answer leaves the result, so that dead nodes do not crowd out
-        live ones."""
+        """A node that did not answer stays among the results, as in go-ethereum: one missed
+        reply is no proof of death, and revalidation weeds out the dead."""
         self.inflight -= 1
         self.failures += 1
-        self._closest = [(d, n) for d, n in self._closest if n.id != node.id]
 
     @property
     def finished(self) -> bool:

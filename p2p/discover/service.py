@@ -79,6 +79,9 @@ SOCKET_BUFFER = 1 << 20  # asked of the kernel so that bursts queue there, not i
 RECENT_RANDOM_NODES = 1024  # random_nodes() skips nodes it yielded this recently
 RANDOM_NODES_MAX_BACKOFF = 30.0  # pause of random_nodes() when lookups find nothing new
 IP_CACHE_SIZE = 4096  # parsed source addresses kept; cleared when full
+GRIND_PREFIX_BYTES = 2  # a stand-in lookup key shares 16 bits with the target ID: 65k hashes, ~60 ms
+GRIND_CHUNK = 8192  # hashes between checkpoints while grinding, so other tasks keep running
+GRIND_MAX_TRIES = 1 << 22  # about 60 times the expected work: a bound, not a limit hit in practice
 REMEMBERED_CACHE = 4096  # IDs already written to the node database this session; cleared when full
 
 _SPECIAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
@@ -685,12 +688,16 @@ class Discovery:
         """Iterative lookup with ``alpha`` concurrent FindNode queries.
 
         discv4 queries by public key (the remote measures distance to its keccak256). For a
-        bare node ID whose key is unknown (not in the table nor the node database), each
-        query asks for the key of the closest node found so far, which converges on the
-        target's neighbourhood, and the real key is used as soon as the target is seen.
+        bare node ID whose key is unknown (in neither the table nor the node database), the
+        queries carry a stand-in: 64 bytes whose keccak256 shares its first 16 bits with the
+        target, found by trying (about 65,000 hashes). Remote nodes then answer with the
+        target's neighbourhood (in a network of fewer than ~65,000 x 16 nodes the target is
+        among the 16 closest to the stand-in); results are still ranked by the real ID.
         """
         target_id, wire_key = self._target_key(target)
         t0 = trio.current_time()
+        if wire_key is None:
+            wire_key = await self._stand_in_key(target_id)
         tally = _Tally()
         lk = Lookup(target_id, self.local_id, alpha=self.config.alpha, k=LOOKUP_RESULTS)
         lk.add_nodes(self.table.closest(target_id, LOOKUP_RESULTS))
@@ -712,15 +719,7 @@ class Discovery:
         async with trio.open_nursery() as nursery:
             while True:
                 for node in lk.next_queries():
-                    key = wire_key
-                    if key is None:
-                        seen = next((n for n in lk.result() if n.id == target_id), None)
-                        key = seen.pubkey.to_bytes() if seen is not None else None
-                        wire_key = key
-                    if key is None:
-                        proxy = lk.closest_node()
-                        key = (proxy or node).pubkey.to_bytes()
-                    nursery.start_soon(query, node, key)
+                    nursery.start_soon(query, node, wire_key)
                 if lk.finished:
                     break
                 node, found = await recv.receive()
@@ -733,6 +732,17 @@ class Discovery:
                               tally.sent, tally.received, trio.current_time() - t0)
         self.last_lookup = result
         return result
+
+    async def _stand_in_key(self, target_id: bytes) -> bytes:
+        base = self._rng.randbytes(60)
+        prefix = target_id[:GRIND_PREFIX_BYTES]
+        for start in range(0, GRIND_MAX_TRIES, GRIND_CHUNK):
+            for counter in range(start, start + GRIND_CHUNK):
+                key = base + counter.to_bytes(4, "big")
+                if keccak256(key)[:GRIND_PREFIX_BYTES] == prefix:
+                    return key
+            await trio.lowlevel.checkpoint()
+        return base + b"\x00" * 4  # astronomically unlikely; a random target still makes progress
 
     def _record_query(self, node: Node, found: list[Node] | None) -> None:
         """Findnode bookkeeping as go-ethereum: consecutive failures (no nodes) counted in
