@@ -412,7 +412,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node = _node_binary(args)
     counts = QUICK_COUNTS if args.quick else FULL_COUNTS
     repeat = max(1, int(args.repeat))
-    out: dict[str, Any] = {"workload": {"sizes": list(SIZES), "counts_theirs": {str(k): v for k, v in counts.items()},
+    load_at_start = os.getloadavg()[0]
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "workload": {"sizes": list(SIZES), "counts_theirs": {str(k): v for k, v in counts.items()},
                                         "ours_scale": OURS_SCALE, "ping_window": PING_WINDOW}}
     theirs = _theirs_rlpx(node, counts, repeat)
     ours = _ours_rlpx(counts, repeat)
@@ -430,6 +431,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ratios["pings_per_s"] = _ratio(pings["ours"], pings["theirs"])
         ratios["pings_per_s_vs_js_pinger"] = _ratio(pings["ours"], pings["theirs_js_pinger"])
     out["ratios"] = ratios
+    # Other work on the machine skews both sides; the load says how much to trust a run.
+    out["load_average_1min"] = {"start": load_at_start, "end": os.getloadavg()[0]}
     return out
 
 
