@@ -1,0 +1,833 @@
+"""The node database: nodes we have seen, and what we know about talking to them.
+
+Semantics follow go-ethereum's discovery node database, stored with plyvel (LevelDB) on
+disk, or with the same behaviour in memory when no path is given:
+
+* every key of a node starts with ``n:<32-byte id>:v4``; the record itself lives at that
+  exact key, per-endpoint fields at ``n:<id>:v4:<16-byte IP>:<field>`` (IPv4 in its
+  IPv4-mapped form), so one prefix scan finds and deletes everything about a node;
+* a ``version`` key guards the layout: a store of another version is wiped;
+* a store that LevelDB reports as corrupted is repaired, and if that fails it is moved
+  aside and a new one created: the node always starts;
+* ``query_seeds`` finds random fresh nodes by seeking to random IDs;
+* an expiry task, started only once the node has bonded with someone, drops nodes that
+  have not answered a ping for a long time, so that seeds survive an offline start.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import logging
+import os
+import random
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import plyvel
+import rlp
+import trio
+
+from p2p.crypto import PublicKey
+from p2p.crypto.errors import InvalidKey
+from p2p.enode.node import IPAddress, Node, NodeID
+
+if TYPE_CHECKING:
+    from p2p.enode.enr import ENR
+
+logger = logging.getLogger(__name__)
+
+DB_VERSION = 1  # layout of this module's keys and values; bump to wipe old stores on open
+NODE_EXPIRATION = 24 * 3600.0  # no pong for this long and a node is dropped, as go-ethereum
+CLEANUP_INTERVAL = 3600.0  # period of the expiry task, as go-ethereum
+SEEK_ATTEMPTS_PER_SEED = 5  # query_seeds tries n * 5 random seeks, as go-ethereum
+SEEK_WALK_LIMIT = 16  # records one seek may step over (stale, duplicate) before giving up
+SEEK_FIRST_BYTE_STEP = 16  # the seek's first ID byte creeps up by < 16, as go-ethereum: small stores get swept
+EXPIRE_NODES_PER_CHECKPOINT = 256  # the expiry scan yields to trio this often, so a big store never stalls the loop
+LEVELDB_OPTIONS: dict[str, Any] = {
+    "bloom_filter_bits": 10,  # most seq lookups on insert are for new nodes: answer them without a block read
+    "max_open_files": 64,  # go-ethereum keeps its node database small in file handles too
+}
+
+VERSION_KEY = b"version"
+NODE_PREFIX = b"n:"
+DISCOVER_ROOT = b":v4"
+LOCAL_SEQ_KEY = b"local:seq"
+FIELD_PING = b"lastping"
+FIELD_PONG = b"lastpong"
+FIELD_FINDFAIL = b"findfail"
+FIELD_SEQ = b"seq"
+ZERO_IP16 = bytes(16)  # the "no endpoint" IP under which a node's record seq is kept
+_NODE_KEY_LEN = len(NODE_PREFIX) + 32 + len(DISCOVER_ROOT)
+_IP4_MAPPED = bytes(10) + b"\xff\xff"
+_FLOAT = struct.Struct(">d")
+_UINT = struct.Struct(">Q")
+
+
+class NodeDBError(Exception):
+    """Base of the node database's errors."""
+
+
+class NodeDBClosed(NodeDBError):
+    """The database was used after ``close()``."""
+
+
+class NodeDBVersionMismatch(NodeDBError):
+    """Opened for inspection, the store has another layout version (it is left untouched)."""
+
+    def __init__(self, path: str, found: int | None) -> None:
+        super().__init__(f"{path}: node database layout version {found}, this code reads {DB_VERSION}")
+        self.path = path
+        self.found = found
+
+
+class NodeDBCorrupt(NodeDBError):
+    """Opened for inspection, the store is damaged or not a node database (it is left untouched)."""
+
+
+# --- storage backends -------------------------------------------------------------------
+
+class Cursor(Protocol):
+    """The part of a plyvel iterator the database uses: seek, then step forward."""
+
+    def seek(self, target: bytes) -> None: ...
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def __next__(self) -> tuple[bytes, bytes]: ...
+    def close(self) -> None: ...
+
+
+class Batch(Protocol):
+    """The part of a plyvel write batch the database uses; written when the ``with`` ends."""
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+    def __enter__(self) -> "Batch": ...
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> Any: ...
+
+
+class Store(Protocol):
+    """An ordered byte store: plyvel's ``DB`` or :class:`MemoryStore`."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+    def write_batch(self) -> Batch: ...
+    def iterator(self, *, prefix: bytes | None = None) -> Cursor: ...
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """An ordered in-memory store with the subset of plyvel's interface the database uses.
+
+    A dict holds the data; a sorted key list serves seeks. New keys wait in a pending list
+    and deleted keys stay in the sorted list (skipped) until the next seek needs order, so
+    that bulk inserts and expiry sweeps do not pay a list insertion or removal each.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._sorted: list[bytes] = []
+        self._in_sorted: set[bytes] = set()
+        self._pending: list[bytes] = []
+        self._stale = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if key not in self._data:
+            if key in self._in_sorted:
+                self._stale -= 1
+            else:
+                self._pending.append(key)
+        self._data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if self._data.pop(key, None) is not None and key in self._in_sorted:
+            self._stale += 1
+        # a pending key that was deleted is dropped when pending keys are merged
+
+    def write_batch(self) -> "MemoryBatch":
+        return MemoryBatch(self)
+
+    def iterator(self, *, prefix: bytes | None = None) -> "MemoryCursor":
+        return MemoryCursor(self, prefix or b"")
+
+    def close(self) -> None:
+        self._data.clear()
+        self._sorted.clear()
+        self._in_sorted.clear()
+        self._pending.clear()
+
+    def _keys(self) -> list[bytes]:
+        """The sorted key list, with pending keys merged in (it may still hold deleted keys)."""
+        if self._pending:
+            fresh = [k for k in self._pending if k in self._data and k not in self._in_sorted]
+            self._pending.clear()
+            if len(fresh) > 64:
+                self._sorted = sorted(self._data)
+                self._in_sorted = set(self._sorted)
+                self._stale = 0
+            else:
+                for key in fresh:
+                    bisect.insort(self._sorted, key)
+                    self._in_sorted.add(key)
+        if self._stale > 64 and self._stale > len(self._sorted) // 4:
+            self._sorted = [k for k in self._sorted if k in self._data]
+            self._in_sorted = set(self._sorted)
+            self._stale = 0
+        return self._sorted
+
+
+class MemoryBatch:
+    """Buffered puts and deletes, applied in order when the ``with`` block ends without error."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._ops.append((key, None))
+
+    def __enter__(self) -> "MemoryBatch":
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        if t is None:
+            for key, value in self._ops:
+                if value is None:
+                    self._store.delete(key)
+                else:
+                    self._store.put(key, value)
+        self._ops.clear()
+
+
+class MemoryCursor:
+    """A forward cursor that re-finds its place by key, so writes meanwhile never confuse it."""
+
+    def __init__(self, store: MemoryStore, prefix: bytes) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._pos = prefix
+
+    def seek(self, target: bytes) -> None:
+        self._pos = max(target, self._prefix)
+
+    def __iter__(self) -> "MemoryCursor":
+        return self
+
+    def __next__(self) -> tuple[bytes, bytes]:
+        keys = self._store._keys()
+        data = self._store._data
+        i = bisect.bisect_left(keys, self._pos)
+        while i < len(keys):
+            key = keys[i]
+            if not key.startswith(self._prefix):
+                break
+            value = data.get(key)
+            if value is not None:
+                self._pos = key + b"\x00"  # the smallest key after this one
+                return key, value
+            i += 1
+        raise StopIteration
+
+    def close(self) -> None:
+        pass
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+def _node_key(node_id: bytes) -> bytes:
+    return NODE_PREFIX + node_id + DISCOVER_ROOT
+
+
+def _item_key(node_id: bytes, ip16: bytes, field: bytes) -> bytes:
+    return NODE_PREFIX + node_id + DISCOVER_ROOT + b":" + ip16 + b":" + field
+
+
+def _ip16(ip: IPAddress | str) -> bytes:
+    addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
+    return _IP4_MAPPED + addr.packed if addr.version == 4 else addr.packed
+
+
+def _ip_from16(ip16: bytes) -> IPAddress:
+    if ip16[:12] == _IP4_MAPPED:
+        return ipaddress.IPv4Address(ip16[12:])
+    return ipaddress.IPv6Address(ip16)
+
+
+def _rlp_string(data: bytes) -> bytes:
+    n = len(data)
+    if n == 1 and data[0] < 0x80:
+        return data
+    if n < 56:
+        return bytes((0x80 + n,)) + data
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xB7 + len(size),)) + size + data
+
+
+def _rlp_uint(value: int) -> bytes:
+    return _rlp_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def encode_record(node: Node) -> bytes:
+    """RLP of ``[pubkey64, ip, udp, tcp, enr-rlp or empty]``, the stored form of a node.
+
+    Written out by hand for this fixed shape: bulk inserts spend most of their time here.
+    """
+    body = b"".join((
+        _rlp_string(node.pubkey.to_bytes()),
+        _rlp_string(node.ip.packed),
+        _rlp_uint(node.udp_port),
+        _rlp_uint(node.tcp_port),
+        _rlp_string(node.enr.to_rlp() if node.enr is not None else b""),
+    ))
+    n = len(body)
+    if n < 56:
+        return bytes((0xC0 + n,)) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xF7 + len(size),)) + size + body
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    pubkey: bytes
+    ip: IPAddress
+    udp: int
+    tcp: int
+    enr: bytes
+
+
+def _decode_record(blob: bytes) -> _Record:
+    """The fields of a stored record, unchecked beyond their shapes (raises ValueError)."""
+    try:
+        items = rlp.decode(blob)
+    except rlp.DecodingError as exc:
+        raise ValueError(f"record is not RLP: {exc}") from exc
+    if not isinstance(items, list) or len(items) != 5 or not all(isinstance(x, bytes) for x in items):
+        raise ValueError("record is not a list of five strings")
+    pubkey, ip, udp, tcp, enr = items
+    if len(ip) not in (4, 16) or len(udp) > 2 or len(tcp) > 2:
+        raise ValueError("record has a bad IP or port")
+    return _Record(pubkey, ipaddress.ip_address(ip), int.from_bytes(udp, "big"), int.from_bytes(tcp, "big"), enr)
+
+
+def _node_from_record(rec: _Record) -> Node:
+    enr: ENR | None = None
+    if rec.enr:
+        from p2p.enode.enr import ENR
+
+        # records were verified before they were stored: skip the signature check, which
+        # would dominate query_seeds, but insist that the record is the node's own
+        enr = ENR.from_rlp(rec.enr, verify=False)
+        if enr.public_key.to_bytes() != rec.pubkey:
+            raise ValueError("stored ENR is signed by another key than the node's")
+    return Node(PublicKey(rec.pubkey), rec.ip, rec.udp, rec.tcp, enr)
+
+
+def _get_float(store: Store, key: bytes) -> float:
+    blob = store.get(key)
+    return _FLOAT.unpack(blob)[0] if blob is not None and len(blob) == 8 else 0.0
+
+
+def _get_uint(store: Store, key: bytes) -> int:
+    blob = store.get(key)
+    return _UINT.unpack(blob)[0] if blob is not None and len(blob) == 8 else 0
+
+
+# --- opening on disk ---------------------------------------------------------------------
+
+def _open_leveldb(path: str, create: bool) -> plyvel.DB:
+    return plyvel.DB(path, create_if_missing=create, **LEVELDB_OPTIONS)
+
+
+def _stored_version(db: plyvel.DB) -> int | None:
+    blob = db.get(VERSION_KEY)
+    if blob is None:
+        return None
+    return _UINT.unpack(blob)[0] if len(blob) == 8 else -1
+
+
+def _open_checked(path: str) -> plyvel.DB:
+    """Open (creating) and make sure the version key is ours; wipe the store if it is not."""
+    db = _open_leveldb(path, True)
+    try:
+        found = _stored_version(db)
+        if found is None:
+            # an empty store; a store with data but no version key is not ours to keep
+            if next(db.iterator(include_value=False), None) is not None:
+                found = -1
+            else:
+                db.put(VERSION_KEY, _UINT.pack(DB_VERSION), sync=True)
+                return db
+        if found != DB_VERSION:
+            logger.warning("node database %s has layout version %s, want %s: wiping it", path, found, DB_VERSION)
+            db.close()
+            plyvel.destroy_db(path)
+            db = _open_leveldb(path, True)
+            db.put(VERSION_KEY, _UINT.pack(DB_VERSION), sync=True)
+        return db
+    except BaseException:
+        db.close()
+        raise
+
+
+def _open_persistent(path: str) -> plyvel.DB:
+    """Open the store at ``path``; a corrupted store is repaired, else moved aside and recreated."""
+    try:
+        return _open_checked(path)
+    except plyvel.CorruptionError as exc:
+        logger.warning("node database %s is corrupted (%s): repairing it", path, exc)
+    try:
+        plyvel.repair_db(path)
+        db = _open_checked(path)
+        logger.warning("node database %s repaired", path)
+        return db
+    except (plyvel.Error, OSError) as exc:
+        aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        logger.warning("node database %s could not be repaired (%s): moved aside to %s, starting a new one",
+                       path, exc, aside)
+        os.rename(path, aside)
+    return _open_checked(path)
+
+
+def _open_for_inspection(path: str) -> plyvel.DB:
+    if not os.path.isdir(path):
+        raise NodeDBError(f"{path}: no node database here")
+    try:
+        db = _open_leveldb(path, False)
+    except plyvel.CorruptionError as exc:
+        raise NodeDBCorrupt(f"{path}: node database is corrupted: {exc}") from exc
+    except plyvel.Error as exc:
+        raise NodeDBError(f"{path}: cannot open node database: {exc}") from exc
+    try:
+        found = _stored_version(db)
+    except plyvel.CorruptionError as exc:
+        db.close()
+        raise NodeDBCorrupt(f"{path}: node database is corrupted: {exc}") from exc
+    if found != DB_VERSION:
+        db.close()
+        if found is None:
+            raise NodeDBCorrupt(f"{path}: not a node database (no version key)")
+        raise NodeDBVersionMismatch(path, found)
+    return db
+
+
+# --- the database --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """What the database keeps about one (node, IP) pair."""
+
+    ip: IPAddress
+    last_ping_received: float
+    last_pong_received: float
+    find_fails: int
+
+
+class NodeDB:
+    """Nodes and their per-endpoint bonding state; see the module docstring."""
+
+    def __init__(self, store: Store, *, path: str | None, clock: Callable[[], float], expiration: float,
+                 cleanup_interval: float, rng: random.Random) -> None:
+        self._store: Store = store
+        self.path = path
+        self._clock = clock
+        self.expiration = expiration
+        self.cleanup_interval = cleanup_interval
+        self._rng = rng
+        self._self_id: bytes | None = None
+        self._closed = False
+        self._nursery: trio.Nursery | None = None
+        self._expirer_wanted = False
+        self._expirer_running = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time,
+             expiration: float = NODE_EXPIRATION, cleanup_interval: float = CLEANUP_INTERVAL,
+             rng: random.Random | None = None, inspect: bool = False) -> "NodeDB":
+        """Open the store at ``path`` (in memory when None).
+
+        ``clock`` gives the times stored and compared; a store on disk outlives the
+        process, so its clock must be wall-clock time. ``inspect=True`` opens without
+        creating, wiping or repairing anything, raising :class:`NodeDBError` instead.
+        """
+        store: Store
+        spath = os.fspath(path) if path is not None else None
+        if spath is None:
+            store = MemoryStore()
+            store.put(VERSION_KEY, _UINT.pack(DB_VERSION))
+        elif inspect:
+            store = _open_for_inspection(spath)
+        else:
+            try:
+                store = _open_persistent(spath)
+            except plyvel.IOError as exc:
+                raise NodeDBError(f"{spath}: cannot open node database: {exc}") from exc
+        return cls(store, path=spath, clock=clock, expiration=expiration, cleanup_interval=cleanup_interval,
+                   rng=rng if rng is not None else random.SystemRandom())
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        """Stop the expirer and close the store; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        self._store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "NodeDB":
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _live(self) -> Store:
+        if self._closed:
+            raise NodeDBClosed(f"node database {self.path or '(memory)'} is closed")
+        return self._store
+
+    def set_self(self, node_id: bytes) -> None:
+        """The local node's ID: never returned as a seed, never expired."""
+        self._self_id = bytes(node_id)
+
+    # -- node records
+
+    def node(self, node_id: bytes) -> Node | None:
+        blob = self._live().get(_node_key(node_id))
+        if blob is None:
+            return None
+        return self._decode_node(node_id, blob)
+
+    def _decode_node(self, node_id: bytes, blob: bytes) -> Node | None:
+        try:
+            node = _node_from_record(_decode_record(blob))
+        except (ValueError, InvalidKey) as exc:  # ENRError and EnodeURLError are ValueErrors too
+            logger.warning("node database: unreadable record of node %s skipped: %s", bytes(node_id).hex()[:16], exc)
+            return None
+        if node.id != node_id:
+            logger.warning("node database: record under %s is of node %s, skipped",
+                           bytes(node_id).hex()[:16], node.id.short())
+            return None
+        return node
+
+    def node_seq(self, node_id: bytes) -> int:
+        """The ENR sequence number of the stored record (0 when it has none)."""
+        return _get_uint(self._live(), _item_key(node_id, ZERO_IP16, FIELD_SEQ))
+
+    def update_node(self, node: Node) -> bool:
+        """Store ``node``, unless the stored record has a newer ENR; True when stored."""
+        store = self._live()
+        seq = node.enr.seq if node.enr is not None else 0
+        if seq < _get_uint(store, _item_key(node.id, ZERO_IP16, FIELD_SEQ)):
+            return False
+        with store.write_batch() as batch:
+            batch.put(_node_key(node.id), encode_record(node))
+            if seq:
+                batch.put(_item_key(node.id, ZERO_IP16, FIELD_SEQ), _UINT.pack(seq))
+        return True
+
+    def update_nodes(self, nodes: Iterable[Node]) -> int:
+        """Store many nodes in one write batch, with :meth:`update_node`'s rule; the count stored."""
+        store = self._live()
+        seen: dict[bytes, int] = {}  # node ID -> seq stored by this batch
+        stored = 0
+        with store.write_batch() as batch:
+            for node in nodes:
+                node_id = node.id
+                seq = node.enr.seq if node.enr is not None else 0
+                seq_key = _item_key(node_id, ZERO_IP16, FIELD_SEQ)
+                current = seen[node_id] if node_id in seen else _get_uint(store, seq_key)
+                if seq < current:
+                    continue
+                batch.put(_node_key(node_id), encode_record(node))
+                if seq:
+                    batch.put(seq_key, _UINT.pack(seq))
+                seen[node_id] = seq
+                stored += 1
+        return stored
+
+    def delete_node(self, node_id: bytes) -> None:
+        """Remove every key of the node: record, seq, and the fields of all its IPs."""
+        store = self._live()
+        it = store.iterator(prefix=_node_key(node_id))
+        try:
+            keys = [key for key, _ in it]
+        finally:
+            it.close()
+        with store.write_batch() as batch:
+            for key in keys:
+                batch.delete(key)
+
+    def iter_nodes(self) -> Iterator[Node]:
+        """Every readable node record, in key order."""
+        it = self._live().iterator(prefix=NODE_PREFIX)
+        try:
+            for key, value in it:
+                if len(key) == _NODE_KEY_LEN and key.endswith(DISCOVER_ROOT):
+                    node = self._decode_node(key[2:34], value)
+                    if node is not None:
+                        yield node
+        finally:
+            it.close()
+
+    def endpoints(self, node_id: bytes) -> list[EndpointInfo]:
+        """The per-IP fields kept for a node (for inspection)."""
+        found: dict[bytes, dict[bytes, bytes]] = {}
+        it = self._live().iterator(prefix=_node_key(node_id) + b":")
+        try:
+            for key, value in it:
+                ip16, field = key[_NODE_KEY_LEN + 1:_NODE_KEY_LEN + 17], key[_NODE_KEY_LEN + 18:]
+                if ip16 != ZERO_IP16:
+                    found.setdefault(ip16, {})[field] = value
+        finally:
+            it.close()
+
+        def num(fields: dict[bytes, bytes], name: bytes, fmt: struct.Struct) -> Any:
+            blob = fields.get(name)
+            return fmt.unpack(blob)[0] if blob is not None and len(blob) == 8 else 0
+
+        return [EndpointInfo(_ip_from16(ip16), num(f, FIELD_PING, _FLOAT), num(f, FIELD_PONG, _FLOAT),
+                             num(f, FIELD_FINDFAIL, _UINT)) for ip16, f in found.items()]
+
+    # -- per (node, IP) fields
+
+    def last_ping_received(self, node_id: bytes, ip: IPAddress | str) -> float:
+        return _get_float(self._live(), _item_key(node_id, _ip16(ip), FIELD_PING))
+
+    def update_last_ping_received(self, node_id: bytes, ip: IPAddress | str, t: float) -> None:
+        self._live().put(_item_key(node_id, _ip16(ip), FIELD_PING), _FLOAT.pack(t))
+
+    def last_pong_received(self, node_id: bytes, ip: IPAddress | str) -> float:
+        return _get_float(self._live(), _item_key(node_id, _ip16(ip), FIELD_PONG))
+
+    def update_last_pong_received(self, node_id: bytes, ip: IPAddress | str, t: float) -> None:
+        self._live().put(_item_key(node_id, _ip16(ip), FIELD_PONG), _FLOAT.pack(t))
+
+    def find_fails(self, node_id: bytes, ip: IPAddress | str) -> int:
+        return _get_uint(self._live(), _item_key(node_id, _ip16(ip), FIELD_FINDFAIL))
+
+    def update_find_fails(self, node_id: bytes, ip: IPAddress | str, n: int) -> None:
+        self._live().put(_item_key(node_id, _ip16(ip), FIELD_FINDFAIL), _UINT.pack(max(0, n)))
+
+    # -- local record
+
+    def local_seq(self) -> int:
+        """The local ENR's last stored sequence number (0 when none was stored)."""
+        return _get_uint(self._live(), LOCAL_SEQ_KEY)
+
+    def store_local_seq(self, n: int) -> None:
+        self._live().put(LOCAL_SEQ_KEY, _UINT.pack(n))
+
+    # -- seeds
+
+    def query_seeds(self, n: int, max_age: float) -> list[Node]:
+        """Up to ``n`` random distinct nodes, not self, with a pong younger than ``max_age``.
+
+        Each attempt seeks to a random ID and takes the next acceptable node, stepping over
+        (and wrapping around the end) at most a few records that are stale, self or already
+        taken: so in a store of one or two nodes every node is found, and the cost stays
+        bounded by ``n * 5`` seeks however stale the store is.
+        """
+        store = self._live()
+        if n <= 0:
+            return []
+        now = self._clock()
+        taken: dict[bytes, Node] = {}
+        rejected: set[bytes] = set()  # stale, self or unreadable: never worth a second look
+        # go-ethereum starts the creeping first byte at 0 on every call, which favours low IDs
+        # when n is small against the store; a random start keeps the sweep without that bias
+        first = self._rng.randrange(256)
+        it = store.iterator(prefix=NODE_PREFIX)
+        try:
+            for _ in range(n * SEEK_ATTEMPTS_PER_SEED):
+                if len(taken) >= n:
+                    break
+                target = bytearray(self._rng.randbytes(32))
+                first = (first + target[0] % SEEK_FIRST_BYTE_STEP) & 0xFF
+                target[0] = first
+                it.seek(_node_key(bytes(target)))
+                wrapped = False
+                walked = 0
+                while walked < SEEK_WALK_LIMIT:
+                    try:
+                        key, value = next(it)
+                    except StopIteration:
+                        if wrapped:
+                            break
+                        wrapped = True
+                        first = 0  # start the creeping first byte anew, as after an exhausted seek
+                        it.seek(NODE_PREFIX)
+                        continue
+                    if len(key) != _NODE_KEY_LEN or not key.endswith(DISCOVER_ROOT):
+                        continue  # per-IP fields of the node just passed
+                    node_id = key[2:34]
+                    walked += 1
+                    if node_id in taken or node_id in rejected:
+                        continue
+                    node = self._fresh_node(store, node_id, value, now, max_age)
+                    if node is None:
+                        rejected.add(node_id)
+                        continue
+                    taken[node_id] = node
+                    break
+                if wrapped and walked == 0:
+                    break  # no node records at all
+        finally:
+            it.close()
+        return list(taken.values())
+
+    def _fresh_node(self, store: Store, node_id: bytes, blob: bytes, now: float, max_age: float) -> Node | None:
+        if node_id == self._self_id:
+            return None
+        try:
+            rec = _decode_record(blob)
+        except ValueError as exc:
+            logger.warning("node database: unreadable record of node %s skipped: %s", node_id.hex()[:16], exc)
+            return None
+        pong = _get_float(store, _item_key(node_id, _ip16(rec.ip), FIELD_PONG))
+        if now - pong > max_age:
+            return None
+        return self._decode_node(node_id, blob)
+
+    # -- expiry
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator["NodeDB"]:
+        """Own the nursery in which :meth:`ensure_expirer` runs the expiry task."""
+        self._live()
+        if self._nursery is not None:
+            raise RuntimeError("node database is already being served")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._expirer_wanted:
+                    self._start_expirer()
+                try:
+                    yield self
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            self._expirer_running = False
+
+    def ensure_expirer(self) -> None:
+        """Start the expiry task (once); call it when the node has bonded with a peer.
+
+        Outside :meth:`serving` the request is remembered and the task starts when
+        serving begins.
+        """
+        self._live()
+        self._expirer_wanted = True
+        if self._nursery is not None and not self._expirer_running:
+            self._start_expirer()
+
+    @property
+    def expirer_running(self) -> bool:
+        return self._expirer_running
+
+    def _start_expirer(self) -> None:
+        assert self._nursery is not None
+        self._expirer_running = True
+        self._nursery.start_soon(self._run_expirer)
+
+    async def _run_expirer(self) -> None:
+        logger.debug("node database expirer started (every %ss, expiration %ss)", self.cleanup_interval,
+                     self.expiration)
+        while not self._closed:
+            await trio.sleep(self.cleanup_interval)
+            deleted = 0
+            for i, _ in enumerate(self._expire_steps()):
+                deleted += 1
+                if i % EXPIRE_NODES_PER_CHECKPOINT == EXPIRE_NODES_PER_CHECKPOINT - 1:
+                    await trio.lowlevel.checkpoint()
+            if deleted:
+                logger.debug("node database: expired %d nodes", deleted)
+
+    def expire_nodes(self) -> int:
+        """Drop nodes with no pong for ``expiration`` seconds now; the count dropped."""
+        return sum(1 for _ in self._expire_steps())
+
+    def _expire_steps(self) -> Iterator[bytes]:
+        """Scan all nodes, deleting expired ones (and expired IPs of kept ones); yields each deleted ID.
+
+        A node's youngest pong over all its IPs decides; one never answered counts as
+        answered at time 0. The scan holds no state across yields but its cursor, which
+        tolerates writes in between.
+        """
+        store = self._live()
+        threshold = self._clock() - self.expiration
+        it = store.iterator(prefix=NODE_PREFIX)
+        current: bytes | None = None
+        pongs: dict[bytes, float] = {}
+
+        def settle(node_id: bytes) -> bool:
+            if node_id == self._self_id:
+                return False
+            youngest = max(pongs.values(), default=0.0)
+            if youngest < threshold:
+                self.delete_node(node_id)
+                return True
+            for ip16, pong in pongs.items():
+                if pong < threshold:
+                    self._delete_prefix(store, _item_key(node_id, ip16, b""))
+            return False
+
+        try:
+            while True:
+                if self._closed:
+                    return
+                try:
+                    key, value = next(it)
+                except StopIteration:
+                    break
+                node_id = key[2:34]
+                if node_id != current:
+                    if current is not None and settle(current):
+                        yield current
+                    current, pongs = node_id, {}
+                if key.endswith(FIELD_PONG) and len(key) == _NODE_KEY_LEN + 18 + len(FIELD_PONG):
+                    pongs[key[_NODE_KEY_LEN + 1:_NODE_KEY_LEN + 17]] = (
+                        _FLOAT.unpack(value)[0] if len(value) == 8 else 0.0)
+            if current is not None and not self._closed and settle(current):
+                yield current
+        finally:
+            if not self._closed:
+                it.close()
+
+    @staticmethod
+    def _delete_prefix(store: Store, prefix: bytes) -> None:
+        it = store.iterator(prefix=prefix)
+        try:
+            keys = [key for key, _ in it]
+        finally:
+            it.close()
+        for key in keys:
+            store.delete(key)
+
+
+__all__ = [
+    "DB_VERSION",
+    "EndpointInfo",
+    "MemoryStore",
+    "NodeDB",
+    "NodeDBClosed",
+    "NodeDBCorrupt",
+    "NodeDBError",
+    "NodeDBVersionMismatch",
+    "encode_record",
+]
