@@ -741,8 +741,8 @@ class Server:
             self.metrics.disconnects.labels(
                 error.reason.name.lower() if isinstance(error.reason, DisconnectReason) else str(error.reason),
                 "remote" if error.remote_requested else "local").inc()
-            log.info("peer removed: %s (%s, %s)", info.id.short(), _describe(error.reason),
-                     "by remote" if error.remote_requested else "by us")
+            log.info("peer removed: %s (%s, %s): %s", info.id.short(), _describe(error.reason),
+                     "by remote" if error.remote_requested else "by us", error)
             self._emit(PeerRemoved(info, error.reason, error.remote_requested))
             self._peer_tasks -= 1
             self._peer_tasks_done.set()
