@@ -5,14 +5,12 @@ are answered both ways, and Disconnect reasons are understood both ways."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import rlp
 import trio
 
@@ -26,12 +24,6 @@ from p2p.server import Server
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "peer_node.mjs"
 DEADLINE = 30.0
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (HERE / "node_modules" / "@ethereumjs" / "devp2p").is_dir(),
-    reason="Node.js and tests/interop/node_modules are needed (npm ci in tests/interop)",
-)
-
 
 class JSNode:
     def __init__(self, process: trio.Process) -> None:

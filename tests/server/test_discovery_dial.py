@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import trio
 
 from p2p import Protocol, open_server
 from p2p.crypto import PrivateKey
+from p2p.enode.nodedb import NodeDB
 from tests.server.helpers import until
 
 
@@ -39,3 +41,28 @@ async def test_nodiscover_opens_no_udp_socket() -> None:
             sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
             await sock.bind(("127.0.0.1", s.tcp_port))
             sock.close()
+
+
+def _count_tasks() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+    return walk(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
+async def test_shutdown_stops_discovery_and_closes_the_node_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "nodes")
+    rng = random.Random(78)
+    keys = [PrivateKey.generate(rng) for _ in range(2)]
+    before = _count_tasks()
+    with trio.fail_after(20):
+        async with open_server(keys[0], node_db_path=path, allow_useless_peers=True) as boot, \
+                open_server(keys[1], bootnodes=[boot.local_node], allow_useless_peers=True) as other:
+            await until(lambda: boot.peer_count() == 1 and other.peer_count() == 1, timeout=15)
+            udp_port = boot.discovery.udp_port
+        assert _count_tasks() == before
+    # the UDP port is free again and the database is closed (LevelDB allows one opener)
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", udp_port))
+    sock.close()
+    with NodeDB.open(path) as db:
+        assert db.node(other.id) is not None  # what discovery learnt was kept
