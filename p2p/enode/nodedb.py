@@ -47,6 +47,7 @@ NODE_EXPIRATION = 24 * 3600.0  # no pong for this long and a node is dropped, as
 CLEANUP_INTERVAL = 3600.0  # period of the expiry task, as go-ethereum
 SEEK_ATTEMPTS_PER_SEED = 5  # query_seeds tries n * 5 random seeks, as go-ethereum
 SEEK_WALK_LIMIT = 16  # records one seek may step over (stale, duplicate) before giving up
+SEEK_STEP_LIMIT = 256  # keys (records and per-IP fields) one seek may read at most
 SEEK_FIRST_BYTE_STEP = 16  # the seek's first ID byte creeps up by < 16, as go-ethereum: small stores get swept
 EXPIRE_NODES_PER_CHECKPOINT = 256  # the expiry scan yields to trio this often, so a big store never stalls the loop
 LEVELDB_OPTIONS: dict[str, Any] = {
@@ -380,22 +381,51 @@ def _open_checked(path: str) -> plyvel.DB:
         raise
 
 
-def _open_persistent(path: str) -> plyvel.DB:
-    """Open the store at ``path``; a corrupted store is repaired, else moved aside and recreated."""
+def _is_lock_error(exc: plyvel.Error) -> bool:
+    return isinstance(exc, plyvel.IOError) and b"lock" in str(exc).encode().lower()
+
+
+def _verify(db: plyvel.DB) -> None:
+    """Read every block once, so that damage shows now and not in the middle of a lookup."""
+    it = db.iterator(verify_checksums=True, fill_cache=False, include_value=False)
     try:
-        return _open_checked(path)
-    except plyvel.CorruptionError as exc:
-        logger.warning("node database %s is corrupted (%s): repairing it", path, exc)
+        for _ in it:
+            pass
+    finally:
+        it.close()
+
+
+def _open_verified(path: str) -> plyvel.DB:
+    db = _open_checked(path)
+    try:
+        _verify(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open_persistent(path: str) -> plyvel.DB:
+    """Open the store at ``path``; a damaged store is repaired, else moved aside and recreated."""
+    try:
+        return _open_verified(path)
+    except plyvel.Error as exc:
+        if _is_lock_error(exc):
+            raise NodeDBError(f"{path}: node database is in use by another process: {exc}") from exc
+        logger.warning("node database %s is damaged (%s): repairing it", path, exc)
     try:
         plyvel.repair_db(path)
-        db = _open_checked(path)
+        db = _open_verified(path)
         logger.warning("node database %s repaired", path)
         return db
-    except (plyvel.Error, OSError) as exc:
+    except plyvel.Error as exc:
         aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         logger.warning("node database %s could not be repaired (%s): moved aside to %s, starting a new one",
                        path, exc, aside)
+    try:
         os.rename(path, aside)
+    except OSError as exc:
+        raise NodeDBError(f"{path}: damaged node database cannot be moved aside: {exc}") from exc
     return _open_checked(path)
 
 
@@ -470,7 +500,7 @@ class NodeDB:
         else:
             try:
                 store = _open_persistent(spath)
-            except plyvel.IOError as exc:
+            except plyvel.Error as exc:
                 raise NodeDBError(f"{spath}: cannot open node database: {exc}") from exc
         return cls(store, path=spath, clock=clock, expiration=expiration, cleanup_interval=cleanup_interval,
                    rng=rng if rng is not None else random.SystemRandom())
@@ -648,48 +678,55 @@ class NodeDB:
             return []
         now = self._clock()
         taken: dict[bytes, Node] = {}
-        rejected: set[bytes] = set()  # stale, self or unreadable: never worth a second look
         # go-ethereum starts the creeping first byte at 0 on every call, which favours low IDs
         # when n is small against the store; a random start keeps the sweep without that bias
         first = self._rng.randrange(256)
         it = store.iterator(prefix=NODE_PREFIX)
         try:
-            for _ in range(n * SEEK_ATTEMPTS_PER_SEED):
-                if len(taken) >= n:
-                    break
-                target = bytearray(self._rng.randbytes(32))
-                first = (first + target[0] % SEEK_FIRST_BYTE_STEP) & 0xFF
-                target[0] = first
-                it.seek(_node_key(bytes(target)))
-                wrapped = False
-                walked = 0
-                while walked < SEEK_WALK_LIMIT:
-                    try:
-                        key, value = next(it)
-                    except StopIteration:
-                        if wrapped:
-                            break
-                        wrapped = True
-                        first = 0  # start the creeping first byte anew, as after an exhausted seek
-                        it.seek(NODE_PREFIX)
-                        continue
-                    if len(key) != _NODE_KEY_LEN or not key.endswith(DISCOVER_ROOT):
-                        continue  # per-IP fields of the node just passed
-                    node_id = key[2:34]
-                    walked += 1
-                    if node_id in taken or node_id in rejected:
-                        continue
-                    node = self._fresh_node(store, node_id, value, now, max_age)
-                    if node is None:
-                        rejected.add(node_id)
-                        continue
-                    taken[node_id] = node
-                    break
-                if wrapped and walked == 0:
-                    break  # no node records at all
+            self._seek_seeds(it, store, n, max_age, now, first, taken)
+        except plyvel.Error as exc:  # damage found at run time: what was found so far still serves
+            logger.error("node database: seeds query failed: %s", exc)
         finally:
             it.close()
         return list(taken.values())
+
+    def _seek_seeds(self, it: Cursor, store: Store, n: int, max_age: float, now: float, first: int,
+                    taken: dict[bytes, Node]) -> None:
+        rejected: set[bytes] = set()  # stale, self or unreadable: never worth a second look
+        for _ in range(n * SEEK_ATTEMPTS_PER_SEED):
+            if len(taken) >= n:
+                break
+            target = bytearray(self._rng.randbytes(32))
+            first = (first + target[0] % SEEK_FIRST_BYTE_STEP) & 0xFF
+            target[0] = first
+            it.seek(_node_key(bytes(target)))
+            wrapped = False
+            walked = steps = 0
+            while walked < SEEK_WALK_LIMIT and steps < SEEK_STEP_LIMIT:
+                steps += 1
+                try:
+                    key, value = next(it)
+                except StopIteration:
+                    if wrapped:
+                        break
+                    wrapped = True
+                    first = 0  # start the creeping first byte anew, as after an exhausted seek
+                    it.seek(NODE_PREFIX)
+                    continue
+                if len(key) != _NODE_KEY_LEN or not key.endswith(DISCOVER_ROOT):
+                    continue  # per-IP fields of the node just passed
+                node_id = key[2:34]
+                walked += 1
+                if node_id in taken or node_id in rejected:
+                    continue
+                node = self._fresh_node(store, node_id, value, now, max_age)
+                if node is None:
+                    rejected.add(node_id)
+                    continue
+                taken[node_id] = node
+                break
+            if wrapped and walked == 0:
+                break  # no node records at all
 
     def _fresh_node(self, store: Store, node_id: bytes, blob: bytes, now: float, max_age: float) -> Node | None:
         if node_id == self._self_id:
@@ -751,10 +788,13 @@ class NodeDB:
         while not self._closed:
             await trio.sleep(self.cleanup_interval)
             deleted = 0
-            for i, _ in enumerate(self._expire_steps()):
-                deleted += 1
-                if i % EXPIRE_NODES_PER_CHECKPOINT == EXPIRE_NODES_PER_CHECKPOINT - 1:
-                    await trio.lowlevel.checkpoint()
+            try:
+                for i, _ in enumerate(self._expire_steps()):
+                    deleted += 1
+                    if i % EXPIRE_NODES_PER_CHECKPOINT == EXPIRE_NODES_PER_CHECKPOINT - 1:
+                        await trio.lowlevel.checkpoint()
+            except plyvel.Error as exc:  # damage found at run time: keep the node up, try next cycle
+                logger.error("node database: expiry scan failed: %s", exc)
             if deleted:
                 logger.debug("node database: expired %d nodes", deleted)
 
