@@ -4,6 +4,7 @@ are answered both ways, and Disconnect reasons are understood both ways."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -148,7 +149,7 @@ async def test_our_node_dials_ethereumjs() -> None:
     with trio.fail_after(DEADLINE):
         async with js_node("listen") as js:
             listening = await js.wait_for("listening")
-            node = Node(PublicKey.from_bytes(bytes.fromhex(listening["id"])), "127.0.0.1", 0, listening["port"])
+            node = Node(PublicKey.from_bytes(bytes.fromhex(listening["id"])), ipaddress.ip_address("127.0.0.1"), 0, listening["port"])
             async with open_server(protocols=[probe], discovery=False, ping_interval=0.3) as server:
                 events = server.events()
                 info = await server.connect(node)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 import pytest
 import rlp
@@ -36,7 +37,7 @@ def info_for(key: PrivateKey, inbound: bool = False) -> PeerInfo:
                     inbound=inbound, since=0.0, enode="")
 
 
-def make_peer(transport: MemoryTransport, remote_key: PrivateKey, protocols: list[Protocol], **kw: float) -> Peer:
+def make_peer(transport: MemoryTransport, remote_key: PrivateKey, protocols: list[Protocol], **kw: Any) -> Peer:
     matched = match_capabilities(protocols, [p.capability for p in protocols])
     hello = make_hello(remote_key.public_key, protocols, client_id="test", listen_port=0)
     return Peer(transport, info_for(remote_key), hello, matched, linger=0, **kw)
@@ -279,7 +280,7 @@ async def test_slow_handler_applies_backpressure_to_its_peer_only() -> None:
         await trio.testing.wait_all_tasks_blocked()
         # the handler holds one, the queue QUEUE_SIZE, the reader one more: the rest waits in the
         # transport (the socket buffer, in real life) instead of piling up in memory
-        unread = a._receive.statistics().current_buffer_used  # type: ignore[attr-defined]
+        unread = a._receive.statistics().current_buffer_used
         assert unread == total - QUEUE_SIZE - 2
         release.set()
         with trio.fail_after(5):

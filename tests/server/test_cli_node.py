@@ -25,7 +25,7 @@ class Lines:
                 raise EOFError("process closed stdout")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)  # type: ignore[no-any-return]
+        return json.loads(line)  # type: ignore[no-any-return,unused-ignore]
 
     async def until(self, event: str) -> dict[str, Any]:
         for _ in range(100):

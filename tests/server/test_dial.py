@@ -22,7 +22,7 @@ RNG = random.Random(5)
 
 
 def node(i: int, port: int = 30303) -> Node:
-    return Node(PrivateKey.generate(random.Random(i)).public_key, "127.0.0.1", port, port)
+    return Node(PrivateKey.generate(random.Random(i)).public_key, ipaddress.ip_address("127.0.0.1"), port, port)
 
 
 SELF = node(0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
+from typing import Any
 
 import pytest
 import rlp
@@ -16,7 +18,7 @@ from p2p.hello import EMPTY_LIST, MessageCode, RemoteDisconnected
 from p2p.protocol import Capability
 from tests.server.helpers import DEADLINE, bare_client, until
 
-NO_DISC = {"discovery": False}
+NO_DISC: dict[str, Any] = {"discovery": False}
 
 
 def keys(n: int, seed: int = 0) -> list[PrivateKey]:
@@ -108,7 +110,7 @@ async def test_max_peers_and_trusted_bypass() -> None:
     trusted = ks[4]
     with trio.fail_after(DEADLINE):
         async with open_server(ks[0], protocols=[proto], max_peers=2,
-                               trusted_nodes=[Node(trusted.public_key, "127.0.0.1", 0, 1)], **NO_DISC) as s:
+                               trusted_nodes=[Node(trusted.public_key, ipaddress.ip_address("127.0.0.1"), 0, 1)], **NO_DISC) as s:
             conns = []
             for k in ks[1:3]:
                 conns.append(await bare_client(s.local_node, k, [proto]))
@@ -223,7 +225,7 @@ async def test_dialed_identity_must_match() -> None:
     with trio.fail_after(DEADLINE):
         async with open_server(ks[0], allow_useless_peers=True, **NO_DISC) as s, \
                 open_server(ks[1], allow_useless_peers=True, **NO_DISC) as c:
-            wrong = Node(ks[2].public_key, "127.0.0.1", 0, s.tcp_port)  # s's address, another key
+            wrong = Node(ks[2].public_key, ipaddress.ip_address("127.0.0.1"), 0, s.tcp_port)  # s's address, another key
             with pytest.raises(DialError) as info:
                 await c.connect(wrong)
             assert info.value.outcome == "handshake" and c.peer_count() == 0
