@@ -41,7 +41,7 @@ from p2p.hello import (
     local_capabilities,
 )
 from p2p.protocol import PeerInfo, Protocol, ProtocolConnection, ProtocolError
-from p2p.rlpx.errors import RLPxError
+from p2p.rlpx.errors import RLPxError, RLPxTimeout
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +345,8 @@ class Peer:
             await fn()
         except PeerError as exc:
             self._fail(exc)
+        except RLPxTimeout as exc:
+            self._fail(PeerError(f"{what}: {exc}", DisconnectReason.TIMEOUT))
         except TRANSPORT_ERRORS as exc:
             self._fail(PeerError(f"{what}: connection failed: {exc!r}", DisconnectReason.TCP_ERROR))
 

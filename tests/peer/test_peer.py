@@ -304,3 +304,18 @@ async def test_protocol_connection_disconnect_with_reason() -> None:
         error = await pa.run()
     assert error.reason is DisconnectReason.USELESS_PEER
     assert disconnects(a) == [DisconnectReason.USELESS_PEER]
+
+
+@pytest.mark.parametrize("reason", list(DisconnectReason))
+async def test_every_reason_sent_by_one_peer_is_read_by_the_other(reason: DisconnectReason) -> None:
+    a, b = transport_pair(KEYS[0].public_key, KEYS[1].public_key)
+    pa = make_peer(a, KEYS[1], [])
+    pb = make_peer(b, KEYS[0], [])
+    async with trio.open_nursery() as n:
+        n.start_soon(pb.run)
+        pa.disconnect(reason)
+        with trio.fail_after(5):
+            error = await pa.run()
+            await pb.wait_closed()
+    assert error.reason is reason and not error.remote_requested
+    assert pb.error is not None and pb.error.reason is reason and pb.error.remote_requested
