@@ -269,6 +269,7 @@ class Peer:
         self._send_lock = trio.Lock()
         self._cancel_scope: trio.CancelScope | None = None
         self._stop_requested = False
+        self._broken = False  # the transport failed: no Disconnect can be sent
         self._closed = trio.Event()
         self.error: PeerError | None = None
 
@@ -299,6 +300,7 @@ class Peer:
             async with self._send_lock:
                 await self.transport.send(code, payload)
         except TRANSPORT_ERRORS as exc:
+            self._broken = True
             self._fail(PeerError(f"write failed: {exc!r}", DisconnectReason.TCP_ERROR))
             raise trio.ClosedResourceError("peer connection is broken") from exc
         if self._meter is not None:
@@ -325,8 +327,7 @@ class Peer:
         finally:
             error = self.error or PeerError("node stopping", DisconnectReason.CLIENT_QUITTING)
             self.error = error
-            broken = error.reason == DisconnectReason.TCP_ERROR and not error.remote_requested
-            send_reason = None if (error.remote_requested or broken) else error.reason
+            send_reason = None if (error.remote_requested or self._broken) else error.reason
             await close_transport(self.transport, send_reason, linger=self._linger, meter=self._meter)
             self._closed.set()
         return error
@@ -348,6 +349,7 @@ class Peer:
         except RLPxTimeout as exc:
             self._fail(PeerError(f"{what}: {exc}", DisconnectReason.TIMEOUT))
         except TRANSPORT_ERRORS as exc:
+            self._broken = True
             self._fail(PeerError(f"{what}: connection failed: {exc!r}", DisconnectReason.TCP_ERROR))
 
     async def _read_loop(self) -> None:
