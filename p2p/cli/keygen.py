@@ -25,7 +25,11 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(args.out) and not args.force:
             print(f"p2p keygen: {args.out} exists (use --force to overwrite)", file=sys.stderr)
             return 1
-        save_node_key(key, args.out)
+        try:
+            save_node_key(key, args.out)
+        except OSError as exc:
+            print(f"p2p keygen: cannot write {args.out}: {exc}", file=sys.stderr)
+            return 1
     info = {
         "public_key": key.public_key.to_bytes().hex(),
         "id": NodeID.from_pubkey(key.public_key).hex(),

@@ -87,6 +87,10 @@ class NodeDBVersionMismatch(NodeDBError):
         self.found = found
 
 
+class NodeDBAlreadyServing(NodeDBError, RuntimeError):
+    """``serving()`` entered while another task serves the database (its owner runs the expirer)."""
+
+
 class NodeDBCorrupt(NodeDBError):
     """Opened for inspection, the store is damaged or not a node database (it is left untouched)."""
 
@@ -748,7 +752,7 @@ class NodeDB:
         """Own the nursery in which :meth:`ensure_expirer` runs the expiry task."""
         self._live()
         if self._nursery is not None:
-            raise RuntimeError("node database is already being served")
+            raise NodeDBAlreadyServing("node database is already being served")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -865,6 +869,7 @@ __all__ = [
     "EndpointInfo",
     "MemoryStore",
     "NodeDB",
+    "NodeDBAlreadyServing",
     "NodeDBClosed",
     "NodeDBCorrupt",
     "NodeDBError",

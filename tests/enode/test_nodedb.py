@@ -14,7 +14,7 @@ import trio.testing
 from p2p.crypto import PrivateKey
 from p2p.enode.enr import ENR
 from p2p.enode.node import Node, NodeID
-from p2p.enode.nodedb import MemoryStore, NodeDB, NodeDBClosed, encode_record
+from p2p.enode.nodedb import MemoryStore, NodeDB, NodeDBAlreadyServing, NodeDBClosed, encode_record
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
@@ -362,3 +362,15 @@ async def test_expirer_on_a_large_store_yields_to_other_tasks(
                 assert list(d.iter_nodes()) == []
     # other tasks ran while the scan was half done
     assert any(1 < size < 1200 for size in sizes), sizes[:5]
+
+
+async def test_serving_twice_is_a_typed_runtime_error() -> None:
+    with trio.fail_after(5):
+        with NodeDB.open(None) as d:
+            async with d.serving():
+                with pytest.raises(NodeDBAlreadyServing) as info:
+                    async with d.serving():
+                        pass  # pragma: no cover
+                assert isinstance(info.value, RuntimeError)
+            async with d.serving():  # free again once the first owner left
+                pass
