@@ -283,21 +283,34 @@ def _rlp_uint(value: int) -> bytes:
     return _rlp_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
+_PUBKEY_HEADER = b"\xb8\x40"  # RLP string of 64 bytes
+_IP_HEADER = {4: b"\x84", 16: b"\x90"}
+_port_rlp: dict[int, bytes] = {}  # ports repeat a lot (30303): encode each once
+
+
+def _encode_port(port: int) -> bytes:
+    enc = _port_rlp.get(port)
+    if enc is None:
+        enc = _port_rlp[port] = _rlp_uint(port)
+    return enc
+
+
 def encode_record(node: Node) -> bytes:
     """RLP of ``[pubkey64, ip, udp, tcp, enr-rlp or empty]``, the stored form of a node.
 
     Written out by hand for this fixed shape: bulk inserts spend most of their time here.
     """
+    packed = node.ip.packed
     body = b"".join((
-        _rlp_string(node.pubkey.to_bytes()),
-        _rlp_string(node.ip.packed),
-        _rlp_uint(node.udp_port),
-        _rlp_uint(node.tcp_port),
-        _rlp_string(node.enr.to_rlp() if node.enr is not None else b""),
+        _PUBKEY_HEADER, node.pubkey.to_bytes(),
+        _IP_HEADER[len(packed)], packed,
+        _encode_port(node.udp_port),
+        _encode_port(node.tcp_port),
+        _rlp_string(node.enr.to_rlp()) if node.enr is not None else b"\x80",
     ))
     n = len(body)
-    if n < 56:
-        return bytes((0xC0 + n,)) + body
+    if n < 256:  # always so without an ENR: 64-byte key, IP and ports are at least 56 bytes
+        return b"\xf8" + bytes((n,)) + body
     size = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes((0xF7 + len(size),)) + size + body
 

@@ -266,6 +266,10 @@ def test_encode_record_matches_pyrlp(rng: random.Random) -> None:
         assert encode_record(node) == want
     node0 = Node(key.public_key, LOOPBACK, 0, 127)
     assert encode_record(node0) == rlp.encode([key.public_key.to_bytes(), LOOPBACK.packed, 0, 127, b""])
+    big = ENR.build(key, 2, ip=LOOPBACK, udp=128, tcp=65535, extra={"zz": bytes(120)})
+    node_big = Node(key.public_key, ipaddress.IPv6Address("::1"), 128, 65535, big)
+    want = rlp.encode([key.public_key.to_bytes(), node_big.ip.packed, 128, 65535, big.to_rlp()])
+    assert len(want) > 258 and encode_record(node_big) == want
 
 
 # --- expiry -----------------------------------------------------------------------------------
