@@ -333,7 +333,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     quick = bool(getattr(args, "quick", False))
     repeat = max(1, int(getattr(args, "repeat", 1)))
     peers_max = getattr(args, "peers_max", None) or (QUICK_STEPS[-1] if quick else STEPS[-1])
-    steps = tuple(s for s in (QUICK_STEPS if quick else STEPS) if s <= peers_max) or (peers_max,)
+    steps = tuple(s for s in (QUICK_STEPS if quick else STEPS) if s <= peers_max)
+    top = steps[-1] if steps else 0
+    steps += tuple(range(top + 1000, peers_max + 1, 1000)) + ((peers_max,) if (peers_max - top) % 1000 else ())
     per_peer = getattr(args, "peers_messages", None) or (QUICK_MESSAGES_PER_PEER if quick else MESSAGES_PER_PEER)
     nofile = _raise_nofile(2 * steps[-1] + 2 * FD_HEADROOM)  # children inherit the limit
 
