@@ -496,6 +496,7 @@ class NodeDB:
         self._nursery: trio.Nursery | None = None
         self._expirer_wanted = False
         self._expirer_running = False
+        self._expirer_scope: trio.CancelScope | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time,
@@ -529,8 +530,8 @@ class NodeDB:
         if self._closed:
             return
         self._closed = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._expirer_scope is not None:
+            self._expirer_scope.cancel()  # only the expirer: the task serving us goes on
         self._store.close()
 
     @property
@@ -800,6 +801,15 @@ class NodeDB:
         self._nursery.start_soon(self._run_expirer)
 
     async def _run_expirer(self) -> None:
+        with trio.CancelScope() as scope:
+            self._expirer_scope = scope
+            try:
+                await self._expire_periodically()
+            finally:
+                self._expirer_scope = None
+                self._expirer_running = False
+
+    async def _expire_periodically(self) -> None:
         logger.debug("node database expirer started (every %ss, expiration %ss)", self.cleanup_interval,
                      self.expiration)
         while not self._closed:
