@@ -70,6 +70,12 @@ REVALIDATE_INTERVAL = 10.0  # mean pause between liveness checks is half of it (
 SEED_COUNT = 30  # nodes taken from the node database when seeding (go-ethereum seedCount)
 SEED_MAX_AGE = 5 * 24 * 3600.0  # only seeds with a pong this recent (go-ethereum seedMaxAge)
 REFRESH_RANDOM_LOOKUPS = 3  # random-target lookups after the self lookup of a refresh (go-ethereum)
+RANDOM_LOOKUP_SPREAD = 5.0  # random pause before each of them, so that nodes started together do not all query at once
+RESEED_INTERVAL = 10.0  # an empty table goes back to the seeds after this long
+# Lookups running at once in one process (every node of one trio run shares the limit). A lone
+# node never comes near it; in a one-process testnet, unbounded lookups would saturate the
+# event loop until replies miss their 500 ms deadline and the retries make it worse.
+LOOKUPS_PER_PROCESS = 16
 MAX_PENDING = 1024  # replies awaited at once; more requests fail at once instead of piling up
 MAX_BACKGROUND = 64  # ping-backs and ENR fetches running at once; past that they are dropped
 SUBSCRIBER_QUEUE = 1024  # table events buffered per subscriber; a slow one loses events, counted
@@ -122,6 +128,8 @@ class DiscoveryConfig:
     refresh_interval: float = REFRESH_INTERVAL
     revalidate_interval: float = REVALIDATE_INTERVAL
     refresh_random_lookups: int = REFRESH_RANDOM_LOOKUPS
+    random_lookup_spread: float = RANDOM_LOOKUP_SPREAD
+    reseed_interval: float = RESEED_INTERVAL
     alpha: int = ALPHA
     seed_count: int = SEED_COUNT
     seed_max_age: float = SEED_MAX_AGE
@@ -132,6 +140,20 @@ class DiscoveryConfig:
     rng: random.Random | None = None  # None: a SystemRandom
     refresh_on_start: bool = True
     revalidate: bool = True
+    lookup_limiter: trio.CapacityLimiter | None = None  # None: the one shared by the whole trio run
+
+
+_SHARED_LOOKUP_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("discovery_lookups")
+
+
+def shared_lookup_limiter() -> trio.CapacityLimiter:
+    """The lookup limiter of the current trio run (made on first use)."""
+    try:
+        return _SHARED_LOOKUP_LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(LOOKUPS_PER_PROCESS)
+        _SHARED_LOOKUP_LIMITER.set(limiter)
+        return limiter
 
 
 class DiscoveryStats:
@@ -695,9 +717,14 @@ class Discovery:
         among the 16 closest to the stand-in); results are still ranked by the real ID.
         """
         target_id, wire_key = self._target_key(target)
-        t0 = trio.current_time()
         if wire_key is None:
             wire_key = await self._stand_in_key(target_id)
+        limiter = self.config.lookup_limiter or shared_lookup_limiter()
+        async with limiter:
+            return await self._lookup(target_id, wire_key)
+
+    async def _lookup(self, target_id: bytes, wire_key: bytes) -> LookupResult:
+        t0 = trio.current_time()
         tally = _Tally()
         lk = Lookup(target_id, self.local_id, alpha=self.config.alpha, k=LOOKUP_RESULTS)
         lk.add_nodes(self.table.closest(target_id, LOOKUP_RESULTS))
@@ -809,6 +836,8 @@ class Discovery:
             self._seed()
             await self.lookup_detailed(self.local_id)
             for _ in range(self.config.refresh_random_lookups):
+                # Spread out: nodes started together would otherwise flood each other at once.
+                await trio.sleep(self._rng.uniform(0, self.config.random_lookup_spread))
                 await self.lookup_detailed(None)
         finally:
             self._refreshing.set()
@@ -823,8 +852,20 @@ class Discovery:
             await self.refresh()
 
     async def _revalidate_loop(self) -> None:
+        empty_since: float | None = None
         while True:
             await trio.sleep(self._rng.uniform(0, self.config.revalidate_interval))
+            if len(self.table) == 0 and self.bootnodes:
+                # Everyone we knew failed: start over from the seeds rather than wait for
+                # the next refresh, at most once per reseed interval.
+                now = trio.current_time()
+                if empty_since is None:
+                    empty_since = now
+                elif now - empty_since >= self.config.reseed_interval:
+                    empty_since = now
+                    self._nursery.start_soon(self.refresh)
+                continue
+            empty_since = None
             await self.revalidate_once()
 
     async def revalidate_once(self) -> Node | None:
