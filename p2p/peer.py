@@ -40,7 +40,7 @@ from p2p.hello import (
     encode_disconnect,
     local_capabilities,
 )
-from p2p.protocol import PeerInfo, Protocol, ProtocolConnection, ProtocolError
+from p2p.protocol import PeerInfo, Protocol, ProtocolError
 from p2p.rlpx.errors import RLPxError, RLPxTimeout
 
 log = logging.getLogger(__name__)
