@@ -591,8 +591,7 @@ class Discovery:
             except InvalidKey:
                 self.stats.drops["bad_neighbor"] += 1
                 continue
-            if node.id != self.local_id:
-                nodes.append(node)
+            nodes.append(node)  # ourselves included: the table and lookups skip it
         return nodes
 
     async def request_enr(self, node: Node, *, tally: _Tally | None = None) -> ENR:
