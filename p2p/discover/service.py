@@ -530,12 +530,13 @@ class Discovery:
         current = self.table.get(node.id)
         self._db.update_node(current if current is not None and current.ip == node.ip else node)
 
-    async def _ensure_bond(self, node: Node, tally: _Tally | None = None) -> None:
-        """Make sure ``node`` has seen us ping recently, so that it answers our queries."""
+    async def _ensure_bond(self, node: Node, tally: _Tally | None = None, *, force: bool = False) -> bool:
+        """Make sure ``node`` has seen us ping recently, so that it answers our queries.
+        True when it had to ping (or ``force`` made it)."""
         now = self._wall()
-        if now - self._db.last_ping_received(node.id, node.ip) <= self.config.bond_expiration \
+        if not force and now - self._db.last_ping_received(node.id, node.ip) <= self.config.bond_expiration \
                 and self._db.find_fails(node.id, node.ip) <= self.config.max_find_failures:
-            return
+            return False
         # Listen for its ping back before pinging, so that a fast answer is not missed.
         ev = trio.Event()
         self._ping_waiters.setdefault((node.id, node.ip), []).append(ev)
@@ -554,14 +555,13 @@ class Discovery:
                 waiters.remove(ev)
                 if not waiters:
                     del self._ping_waiters[(node.id, node.ip)]
+        return True
 
     async def find_node(self, node: Node, target: bytes, *, tally: _Tally | None = None) -> list[Node]:
         """Ask ``node`` for the nodes it knows closest to ``target`` (a 64-byte public key).
         Waits for 16 entries, a short last packet or the reply timeout; raises
         :class:`RequestTimeout` when no Neighbors packet came at all."""
-        await self._ensure_bond(node, tally)
-        datagram, _ = seal(self._key, PacketType.FIND_NODE,
-                           encode_body(FindNode(target, expiration_at(self._wall()))))
+        pinged = await self._ensure_bond(node, tally)
         nodes: list[Node] = []
         received = 0
 
@@ -575,10 +575,18 @@ class Discovery:
             # packet is the last one: no need to sit out the timeout.
             return True, received >= BUCKET_SIZE or len(r.packet.nodes) < MAX_NEIGHBORS
 
-        p = await self._request(node, PacketType.NEIGHBORS, datagram, PacketType.FIND_NODE, match, tally)
-        if p.result is None:
-            raise RequestTimeout(f"no neighbors from {node.id.short()} at {node.ip}:{node.udp_port}")
-        return nodes
+        for attempt in range(2):
+            datagram, _ = seal(self._key, PacketType.FIND_NODE,
+                               encode_body(FindNode(target, expiration_at(self._wall()))))
+            p = await self._request(node, PacketType.NEIGHBORS, datagram, PacketType.FIND_NODE, match, tally)
+            if p.result is not None:
+                return nodes
+            if pinged or attempt:
+                break
+            # Silence although it pinged us lately: it may have restarted and forgotten our
+            # bond. Prove our endpoint again (this raises if it is gone) and ask once more.
+            pinged = await self._ensure_bond(node, tally, force=True)
+        raise RequestTimeout(f"no neighbors from {node.id.short()} at {node.ip}:{node.udp_port}")
 
     def _neighbor_nodes(self, sender: IPAddress, entries: Iterable[NeighborEntry]) -> list[Node]:
         nodes = []
