@@ -1,0 +1,175 @@
+"""``p2p bench discovery``: how fast one node answers pings, and how fast testnets converge.
+
+Figures:
+- ``ceiling_per_s``: decode a Ping and encode its Pong (hash, signature recovery, RLP, signing)
+  with no networking: the most a single-threaded node could answer.
+- ``pings_answered_per_s``: Pongs per second from one node on loopback, pinged by a bonded
+  sender in another process that keeps a window of Pings in flight; ``ratio`` is it over the
+  ceiling measured in the same run.
+- ``testnet``: for each size, seconds (wall clock) until every node of a one-process loopback
+  testnet holds its closest member and a full bucket's worth of nodes, and for the smallest
+  size the outcome of 50 lookups of member IDs from other members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import trio
+
+from p2p.bench._stats import repeat, summary
+from p2p.crypto import PrivateKey
+from p2p.discover.wire import Endpoint, PacketType, Ping, Pong, decode_packet, encode_body, encode_packet, \
+    expiration_at, seal
+
+CEILING_ITERATIONS = 3000  # ping decode + pong encode per ceiling measurement
+DISTINCT_PINGS = 2000  # pre-signed pings the sender cycles through
+SENDER_RECV_TIMEOUT = 0.5  # a window lost to the kernel is refilled after this
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--discovery-nodes", default="100,500",
+                        help="testnet sizes to time, comma-separated (quick mode: the first only)")
+    parser.add_argument("--discovery-seconds", type=float, default=3.0, help="seconds of pinging per run")
+    parser.add_argument("--discovery-window", type=int, default=64, help="pings in flight from the sender")
+
+
+def _ceiling_once() -> float:
+    key = PrivateKey.generate()
+    peer = PrivateKey.generate()
+    loop = ipaddress.ip_address("127.0.0.1")
+    data, _ = encode_packet(peer, Ping(Endpoint(loop, 30303, 30303), Endpoint(loop, 30304, 0),
+                                       expiration_at(time.time()), 1))
+    t0 = time.perf_counter()
+    for _ in range(CEILING_ITERATIONS):
+        now = time.time()
+        r = decode_packet(data, now=now)
+        ping = r.packet
+        assert isinstance(ping, Ping)
+        seal(key, PacketType.PONG, encode_body(Pong(Endpoint(loop, 30303, ping.from_endpoint.tcp_port), r.hash,
+                                                    expiration_at(now), 1)))
+    return CEILING_ITERATIONS / (time.perf_counter() - t0)
+
+
+# -- the sender process ----------------------------------------------------------------------
+
+def _sender(host: str, port: int, target_hex: str, seconds: float, window: int) -> dict[str, Any]:
+    """Bond with the target (through a discovery service), then flood it with pings from a
+    plain socket on the same IP and count the pongs."""
+    from p2p.crypto import PublicKey
+    from p2p.discover import DiscoveryConfig, open_discovery
+    from p2p.enode import Node
+
+    key = PrivateKey.generate()
+    target = Node(PublicKey(bytes.fromhex(target_hex)), ipaddress.ip_address(host), port, port)
+
+    async def bond() -> None:
+        config = DiscoveryConfig(refresh_on_start=False, revalidate=False)
+        async with open_discovery(key, (host, 0), config=config) as disc:
+            await disc.ping(target)
+            await trio.sleep(0.3)  # its ping back reaches us and is answered: the bond is mutual
+
+    trio.run(bond)
+    loop = ipaddress.ip_address(host)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(SENDER_RECV_TIMEOUT)
+    me = Endpoint(loop, sock.getsockname()[1], 0)
+    pings = [encode_packet(key, Ping(me, Endpoint(loop, port, port), expiration_at(time.time()) + 60, i))[0]
+             for i in range(DISTINCT_PINGS)]
+    addr = (host, port)
+    sent = pongs = inflight = lost_windows = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        while inflight < window:
+            sock.sendto(pings[sent % DISTINCT_PINGS], addr)
+            sent += 1
+            inflight += 1
+        try:
+            data = sock.recv(2048)
+        except TimeoutError:
+            inflight = 0
+            lost_windows += 1
+            continue
+        if len(data) > 97 and data[97] == PacketType.PONG:
+            pongs += 1
+            inflight -= 1
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return {"pongs": pongs, "sent": sent, "seconds": elapsed, "lost_windows": lost_windows}
+
+
+async def _pings_once(seconds: float, window: int) -> dict[str, Any]:
+    from p2p.discover import DiscoveryConfig, open_discovery
+
+    config = DiscoveryConfig(refresh_on_start=False, revalidate=False)
+    async with open_discovery(PrivateKey.generate(), ("127.0.0.1", 0), config=config) as disc:
+        cmd = [sys.executable, "-m", "p2p.bench.discovery", "--sender", "127.0.0.1", str(disc.udp_port),
+               disc.local_node.pubkey.to_bytes().hex(), str(seconds), str(window)]
+        with trio.fail_after(seconds + 60):
+            done = await trio.run_process(cmd, capture_stdout=True, check=True)
+        result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        result["rate"] = result["pongs"] / result["seconds"]
+        result["answered_by_target"] = disc.stats.packets_out["pong"]
+        return result
+
+
+async def _testnet_once(n: int, lookups: int) -> dict[str, Any]:
+    from p2p.discover.testnet import open_local_testnet
+
+    t0 = time.perf_counter()
+    async with open_local_testnet(n) as net:
+        await net.wait_converged(300)
+        out: dict[str, Any] = {"seconds": time.perf_counter() - t0}
+        if lookups:
+            out["lookups"] = (await net.lookup_check(lookups)).summary()
+        out["packets"] = sum(sum(d.stats.packets_in.values()) for d in net.nodes)
+        return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = bool(getattr(args, "quick", False))
+    runs = max(1, int(getattr(args, "repeat", 1)))
+    seconds = float(getattr(args, "discovery_seconds", 3.0)) / (2 if quick else 1)
+    window = int(getattr(args, "discovery_window", 64))
+    sizes = [int(x) for x in str(getattr(args, "discovery_nodes", "100,500")).split(",") if x.strip()]
+    if quick:
+        sizes = sizes[:1]
+
+    ceiling = repeat(_ceiling_once, runs)
+    ping_runs = [trio.run(_pings_once, seconds, window) for _ in range(runs)]
+    rates = [r["rate"] for r in ping_runs]
+    answered = summary(rates)
+    result: dict[str, Any] = {
+        "ceiling_per_s": ceiling,
+        "pings_answered_per_s": answered,
+        "ratio": answered["median"] / ceiling["median"],
+        "ping_runs": ping_runs,
+        "window": window,
+        "testnet": {},
+    }
+    for i, n in enumerate(sizes):
+        outs = [trio.run(_testnet_once, n, 50 if i == 0 else 0) for _ in range(runs)]
+        fig: dict[str, Any] = {"convergence_seconds": summary([o["seconds"] for o in outs]),
+                               "packets": summary([o["packets"] for o in outs])}
+        if i == 0:
+            fig["lookups"] = [o["lookups"] for o in outs]
+        result["testnet"][str(n)] = fig
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 7 and sys.argv[1] == "--sender":
+        h, p, t, s, w = sys.argv[2:]
+        print(json.dumps(_sender(h, int(p), t, float(s), int(w))), flush=True)
+    else:
+        print("usage: python -m p2p.bench.discovery --sender HOST PORT PUBKEYHEX SECONDS WINDOW", file=sys.stderr)
+        sys.exit(2)
