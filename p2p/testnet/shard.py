@@ -175,7 +175,8 @@ class LocalShard:
             table = _table_of(running)
             tables.append(len(table) if table is not None else 0)
             peers.append(len(running.server.peers()) if running.server is not None else 0)
-        return {"indices": indices, "tables": tables, "peers": peers,
+        dropped = sum(int(r.chat.dropped) for r in self._nodes.values() if r.chat is not None)
+        return {"indices": indices, "tables": tables, "peers": peers, "chat_dropped": dropped,
                 "rss": _rss(), "rss_base": self._rss_base}
 
     async def lookup(self, index: int, target_hex: str) -> dict[str, Any]:
