@@ -181,10 +181,12 @@ def test_flooding_a_random_graph_reaches_everyone_and_terminates() -> None:
     queue = [(origin, peer, first.forward) for peer in first.to]
     delivered = {origin}
     sends = 0
+    # First in, first out: links of equal latency, so a message reaches each node first along
+    # a shortest path, and the hop limit (above this graph's diameter) never cuts it short.
     while queue:
         sends += 1
         assert sends < 10_000
-        src, dst, msg = queue.pop()
+        src, dst, msg = queue.pop(0)
         assert msg is not None
         route = nodes[dst].receive(msg, src, links[dst])
         if route.deliver:
