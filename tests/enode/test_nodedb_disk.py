@@ -16,7 +16,7 @@ import plyvel
 import pytest
 
 from p2p.crypto import PrivateKey
-from p2p.enode.node import Node
+from p2p.enode.node import Node, NodeID
 from p2p.enode.nodedb import (
     DB_VERSION,
     NodeDB,
@@ -126,7 +126,7 @@ def test_sigkill_during_write_loop_keeps_acknowledged_writes(tmp_path: Path) -> 
     with NodeDB.open(path) as db:
         stored = {n.id for n in db.iter_nodes()}
         for i, key in enumerate(keys):
-            node = db.node(Node(key.public_key, "127.0.0.1", 1, 1).id)
+            node = db.node(NodeID.from_pubkey(key.public_key))
             assert node is not None, f"node {i} of {written} lost"
             assert node.udp_port == 30000 + i % 1000
             assert db.last_pong_received(node.id, node.ip) == 1000.0 + i
