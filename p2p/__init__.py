@@ -2,7 +2,8 @@
 
 from p2p.crypto import PrivateKey, PublicKey
 from p2p.disconnect import DisconnectReason
-from p2p.enode import Node, NodeID
+from p2p.discover import Discovery, open_discovery
+from p2p.enode import ENR, Node, NodeDB, NodeID
 from p2p.protocol import Capability, PeerInfo, Protocol, ProtocolConnection, ProtocolError
 from p2p.server import DialError, PeerAdded, PeerRemoved, Server, open_server
 from p2p.testing import connected_pair
@@ -14,7 +15,10 @@ __all__ = [
     "Capability",
     "DialError",
     "DisconnectReason",
+    "Discovery",
+    "ENR",
     "Node",
+    "NodeDB",
     "NodeID",
     "PeerAdded",
     "PeerInfo",
@@ -26,6 +30,7 @@ __all__ = [
     "PublicKey",
     "Server",
     "connected_pair",
+    "open_discovery",
     "open_server",
     "protocol_registry",
 ]

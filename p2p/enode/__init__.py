@@ -10,6 +10,7 @@ from p2p.enode.node import (
     parse_enode_url,
     xor_distance,
 )
+from p2p.enode.nodedb import NodeDB, NodeDBError
 
 __all__ = [
     "ENR",
@@ -19,6 +20,8 @@ __all__ = [
     "EnodeURLError",
     "IPAddress",
     "Node",
+    "NodeDB",
+    "NodeDBError",
     "NodeID",
     "log_distance",
     "parse_enode_url",
