@@ -6,6 +6,16 @@
 
 Both nodes listen on 127.0.0.1 with discovery off; ``a`` dials ``b`` once (not as a static
 node, so a peer your protocol disconnects stays disconnected).
+
+To drive ``p2p node --json`` (or any program that prints one JSON object a line) from a test:
+
+    async with open_json_process([sys.executable, "-m", "p2p", "node", "--json"]) as node:
+        listening = await node.wait_for("listening")
+        await node.wait_for("peer_added", id=other_id)
+
+:class:`JsonLinesProcess` reads the events (``next_event()``, ``wait_for(name, **fields)``,
+``.events``) and writes lines to stdin (``send_line``); the context manager always kills and
+reaps the process.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from p2p.crypto import PrivateKey
 from p2p.enode import NodeID
 from p2p.protocol import Protocol
 from p2p.server import PeerAdded, PeerRemoved, Server, ServerEvent, open_server
+from p2p.testing.process import JsonLinesProcess, open_json_process
 
 CONNECT_TIMEOUT = 10.0  # seconds for both sides to see the peer: loopback needs far less
 
@@ -74,4 +85,5 @@ async def wait_removed(server: Server, node_id: NodeID, timeout: float = CONNECT
             await trio.sleep(0.01)
 
 
-__all__ = ["PeerAdded", "PeerRemoved", "connected_pair", "wait_for_event", "wait_for_peers", "wait_removed"]
+__all__ = ["JsonLinesProcess", "PeerAdded", "PeerRemoved", "connected_pair", "open_json_process", "wait_for_event",
+           "wait_for_peers", "wait_removed"]

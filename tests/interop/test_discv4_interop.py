@@ -3,8 +3,6 @@ with ours as the bootnode and with theirs as the bootnode."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ import trio
 from p2p.crypto import PrivateKey, PublicKey
 from p2p.discover import Discovery, DiscoveryConfig, open_discovery
 from p2p.enode import Node, NodeID
+from p2p.testing import JsonLinesProcess, open_json_process
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "discv4_dpt.mjs"
@@ -26,8 +25,8 @@ CONFIG = DiscoveryConfig(reply_timeout=0.5, random_lookup_spread=0.5, revalidate
 class JSNode:
     """The DPT subprocess and what it reported last."""
 
-    def __init__(self, proc: trio.Process) -> None:
-        self.proc = proc
+    def __init__(self, lines: JsonLinesProcess) -> None:
+        self.lines = lines
         self.port = 0
         self.pubkey = ""
         self.table: set[str] = set()
@@ -47,16 +46,8 @@ class JSNode:
         return disc.local_node.pubkey.to_bytes().hex() in self.table
 
     async def read(self) -> None:
-        assert self.proc.stdout is not None
-        buf = b""
         while True:
-            chunk = await self.proc.stdout.receive_some(65536)
-            if not chunk:
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                self._on(json.loads(line))
+            self._on(await self.lines.next_event())
 
     def _on(self, ev: dict[str, Any]) -> None:
         kind = ev["event"]
@@ -73,19 +64,14 @@ class JSNode:
 
 @asynccontextmanager
 async def js_node(*args: str) -> AsyncIterator[JSNode]:
-    proc = await trio.lowlevel.open_process(["node", str(SCRIPT), *args], cwd=str(HERE),
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    js = JSNode(proc)
-    try:
-        async with trio.open_nursery() as n:
-            n.start_soon(js.read)
-            with trio.fail_after(15):
-                await js.listening.wait()
-            yield js
-            n.cancel_scope.cancel()
-    finally:
-        proc.kill()
-        await proc.wait()
+    # stdin stays open: the script exits when it closes
+    async with open_json_process(["node", str(SCRIPT), *args], cwd=HERE) as lines, trio.open_nursery() as n:
+        js = JSNode(lines)
+        n.start_soon(js.read)
+        with trio.fail_after(15):
+            await js.listening.wait()
+        yield js
+        n.cancel_scope.cancel()
 
 
 @asynccontextmanager

@@ -8,16 +8,13 @@ genesis ends the session on both sides.
 
 from __future__ import annotations
 
-import json
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from p2p import DisconnectReason, PeerAdded, PeerRemoved, PrivateKey, open_server
+from p2p.testing import JsonLinesProcess, open_json_process
 from protocols.eth import MAINNET, MAINNET_GENESIS, MAINNET_GENESIS_HASH, Chain, EthService
 
 HERE = Path(__file__).resolve().parent
@@ -25,42 +22,8 @@ SCRIPT = HERE / "eth_peer.mjs"
 TEST_DEADLINE = 30.0
 
 
-class JsPeer:
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self._buf = b""
-        self.events: list[dict[str, Any]] = []
-
-    async def next_event(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while b"\n" not in self._buf:
-            chunk = await self.process.stdout.receive_some(65536)
-            if not chunk:
-                raise AssertionError(f"node exited; events so far: {self.events}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        event: dict[str, Any] = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def wait_for(self, name: str) -> dict[str, Any]:
-        while True:
-            event = await self.next_event()
-            if event["event"] == name:
-                return event
-
-
-@asynccontextmanager
-async def js_peer(port: int, node_id: str, *args: str) -> AsyncIterator[JsPeer]:
-    process = await trio.lowlevel.open_process(
-        ["node", str(SCRIPT), "--port", str(port), "--id", node_id, *args],
-        stdout=subprocess.PIPE, cwd=str(HERE))
-    try:
-        yield JsPeer(process)
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
+def js_peer(port: int, node_id: str, *args: str) -> AbstractAsyncContextManager[JsonLinesProcess]:
+    return open_json_process(["node", str(SCRIPT), "--port", str(port), "--id", node_id, *args], cwd=HERE, stdin=False)
 
 
 async def test_status_agrees_and_headers_are_served() -> None:

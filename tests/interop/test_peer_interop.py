@@ -5,10 +5,7 @@ are answered both ways, and Disconnect reasons are understood both ways."""
 from __future__ import annotations
 
 import ipaddress
-import json
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,52 +18,17 @@ from p2p.enode import Node, NodeID
 from p2p.hello import MessageCode
 from p2p.protocol import Capability
 from p2p.server import Server
+from p2p.testing import JsonLinesProcess, open_json_process
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "peer_node.mjs"
 DEADLINE = 30.0
 
-class JSNode:
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self._buf = b""
-        self.events: list[dict[str, Any]] = []
-
-    async def next_event(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while b"\n" not in self._buf:
-            chunk = await self.process.stdout.receive_some(65536)
-            if not chunk:
-                raise AssertionError(f"node exited; events so far: {self.events}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        event: dict[str, Any] = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def wait_for(self, name: str) -> dict[str, Any]:
-        while True:
-            event = await self.next_event()
-            if event["event"] in ("error", "peer_error", "dial_failed"):
-                raise AssertionError(f"ethereumjs reported {event}")
-            if event["event"] == name:
-                return event
-
-    async def command(self, cmd: str) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all(cmd.encode() + b"\n")
+JS_FAILURES = ("error", "peer_error", "dial_failed")  # events in which ethereumjs reports a failure
 
 
-@asynccontextmanager
-async def js_node(*args: str) -> AsyncIterator[JSNode]:
-    process = await trio.lowlevel.open_process(["node", str(SCRIPT), *args], stdin=subprocess.PIPE,
-                                               stdout=subprocess.PIPE, cwd=str(HERE))
-    try:
-        yield JSNode(process)
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
+def js_node(*args: str) -> AbstractAsyncContextManager[JsonLinesProcess]:
+    return open_json_process(["node", str(SCRIPT), *args], cwd=HERE, fail_on=JS_FAILURES)
 
 
 def probe_protocol() -> tuple[Protocol, list[tuple[int, bytes]]]:
@@ -90,7 +52,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
             await trio.sleep(0.02)
 
 
-async def check_session(server: Server, js: JSNode, js_id: NodeID, got: list[tuple[int, bytes]],
+async def check_session(server: Server, js: JsonLinesProcess, js_id: NodeID, got: list[tuple[int, bytes]],
                         *, inbound: bool) -> None:
     """With the peer up on both sides: Hello contents, probe messages both ways, pings both ways."""
     added = await js.wait_for("peer_added")
@@ -113,11 +75,11 @@ async def check_session(server: Server, js: JSNode, js_id: NodeID, got: list[tup
     assert (message["code"], bytes.fromhex(message["payload"])) == (0, payload)
     await until(lambda: (1, payload) in got)
     # and its code 0 reaches our handler for code 0
-    await js.command("probe 0 " + rlp.encode(b"js").hex())
+    await js.send_line("probe 0 " + rlp.encode(b"js").hex())
     await until(lambda: (0, rlp.encode(b"js")) in got)
 
     # it pings, our peer answers
-    await js.command("ping")
+    await js.send_line("ping")
     await js.wait_for("pong_received")
     # we ping (every 0.3 s in these tests), it answers
     await js.wait_for("ping_received")
@@ -135,7 +97,7 @@ async def test_ethereumjs_dials_our_node() -> None:
                 js_id = NodeID.from_pubkey(bytes.fromhex(dialing["id"]))
                 await check_session(server, js, js_id, got, inbound=True)
                 # it leaves with a reason we read (ethereumjs sends it as a bare integer)
-                await js.command(f"disconnect {int(DisconnectReason.TOO_MANY_PEERS)}")
+                await js.send_line(f"disconnect {int(DisconnectReason.TOO_MANY_PEERS)}")
                 while True:
                     event = await events.receive()
                     if isinstance(event, PeerRemoved):

@@ -7,13 +7,9 @@ Hello written here is minimal on purpose: it proves the wire, the peer layer has
 from __future__ import annotations
 
 import functools
-import json
 import random
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import rlp
@@ -21,6 +17,7 @@ import trio
 
 from p2p.crypto import PrivateKey, PublicKey
 from p2p.rlpx import Connection, ConnectionClosed, accept, connect
+from p2p.testing import JsonLinesProcess, open_json_process
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "rlpx_peer.mjs"
@@ -29,60 +26,18 @@ BASE_PROTOCOL_VERSION = 5  # v5: snappy after Hello, as ethereumjs speaks it
 TEST_DEADLINE = 30.0
 
 
-class NodePeer:
-    """The running JS process: JSON events from its stdout, commands to its stdin."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self._buf = b""
-        self.events: list[dict[str, Any]] = []
-
-    async def next_event(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        while b"\n" not in self._buf:
-            chunk = await self.process.stdout.receive_some(65536)
-            if not chunk:
-                raise AssertionError(f"node exited; events so far: {self.events}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        event: dict[str, Any] = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def wait_for(self, name: str) -> dict[str, Any]:
-        while True:
-            event = await self.next_event()
-            if event["event"] in ("error", "peer_error"):
-                raise AssertionError(f"ethereumjs reported {event}")
-            if event["event"] == name:
-                return event
-
-    async def command(self, cmd: str) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send_all(cmd.encode() + b"\n")
+JS_FAILURES = ("error", "peer_error")  # events in which ethereumjs reports a failure
 
 
-@asynccontextmanager
-async def node_peer(*args: str) -> AsyncIterator[NodePeer]:
-    process = await trio.lowlevel.open_process(
-        ["node", str(SCRIPT), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=str(HERE),
-    )
-    try:
-        yield NodePeer(process)
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
+def node_peer(*args: str) -> AbstractAsyncContextManager[JsonLinesProcess]:
+    return open_json_process(["node", str(SCRIPT), *args], cwd=HERE, fail_on=JS_FAILURES)
 
 
 def hello_payload(key: PrivateKey) -> bytes:
     return rlp.encode([BASE_PROTOCOL_VERSION, b"trio-devp2p/interop", [[b"probe", 1]], 0, key.public_key.to_bytes()])
 
 
-async def exchange(conn: Connection, key: PrivateKey, js: NodePeer, js_id: bytes) -> None:
+async def exchange(conn: Connection, key: PrivateKey, js: JsonLinesProcess, js_id: bytes) -> None:
     """Hello both ways, snappy on, Ping/Pong both ways, then ethereumjs' own Disconnect."""
     await conn.send(HELLO, hello_payload(key))
     code, payload = await conn.receive()
@@ -105,13 +60,13 @@ async def exchange(conn: Connection, key: PrivateKey, js: NodePeer, js_id: bytes
     await js.wait_for("ping_received")
 
     # It pings, we pong.
-    await js.command("ping")
+    await js.send_line("ping")
     assert await conn.receive() == (PING, rlp.encode([]))
     await conn.send(PONG, rlp.encode([]))
     await js.wait_for("pong_received")
 
     # Its Disconnect comes uncompressed and as a bare integer; we still read it.
-    await js.command("disconnect")
+    await js.send_line("disconnect")
     code, payload = await conn.receive()
     assert code == DISCONNECT
     assert rlp.decode(payload) == b""  # DISCONNECT_REQUESTED (0) as a bare RLP integer
