@@ -16,19 +16,17 @@ from contextlib import ExitStack
 
 import trio
 
+from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
 from p2p.cli._output import emit
-from p2p.crypto import KeyFileError, PrivateKey, load_node_key
-from p2p.crypto.errors import InvalidKey
-from p2p.enode import ENR, EnodeURLError, ENRError, Node
+from p2p.crypto import PrivateKey
+from p2p.enode import Node
 
 DEFAULT_ADDR = "127.0.0.1:30301"  # go-ethereum's bootnode port
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("bootnode", help="run a discovery-only node")
-    keys = p.add_mutually_exclusive_group()
-    keys.add_argument("--nodekeyhex", metavar="HEX", help="the node key as 64 hex digits")
-    keys.add_argument("--nodekey", metavar="FILE", help="read the node key (hex) from FILE")
+    add_key_arguments(p, hex_help="the node key as 64 hex digits", file_help="read the node key (hex) from FILE")
     p.add_argument("--addr", default=DEFAULT_ADDR, metavar="HOST:PORT",
                    help=f"UDP address to listen on (default {DEFAULT_ADDR}; port 0 picks one)")
     p.add_argument("--bootnodes", default="", metavar="URL,...",
@@ -36,30 +34,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--nodedb", metavar="PATH", help="keep the node database in PATH (default: in memory)")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     p.set_defaults(func=run)
-
-
-def _parse_addr(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--addr must be HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _parse_bootnodes(text: str) -> list[Node]:
-    nodes = []
-    for url in (u.strip() for u in text.split(",")):
-        if not url:
-            continue
-        nodes.append(Node.from_enr(ENR.from_text(url)) if url.startswith("enr:") else Node.from_url(url))
-    return nodes
-
-
-def _key(args: argparse.Namespace) -> PrivateKey:
-    if args.nodekeyhex:
-        return PrivateKey.from_hex(args.nodekeyhex)
-    if args.nodekey:
-        return load_node_key(args.nodekey)
-    return PrivateKey.generate()
 
 
 def _url(node: Node) -> str:
@@ -89,10 +63,10 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
 
 def run(args: argparse.Namespace) -> int:
     try:
-        key = _key(args)
-        listen = _parse_addr(args.addr)
-        boots = _parse_bootnodes(args.bootnodes)
-    except (ValueError, KeyFileError, InvalidKey, EnodeURLError, ENRError) as exc:
+        key = load_key(args)
+        listen = parse_hostport(args.addr, any_host="0.0.0.0")
+        boots = parse_enode_list(args.bootnodes, "bootnode")
+    except BadArgument as exc:
         print(f"p2p bootnode: {exc}", file=sys.stderr)
         return 2
     try:

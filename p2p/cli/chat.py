@@ -17,10 +17,9 @@ from typing import Any
 
 import trio
 
-from p2p import Node, NodeID, PeerAdded, PeerRemoved, PrivateKey, Server, open_server
+from p2p import NodeID, PeerAdded, PeerRemoved, PrivateKey, Server, open_server
 from p2p.cli import _output
-from p2p.crypto import load_node_key
-from p2p.metrics import parse_hostport
+from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
 from protocols.chat.messages import MAX_TEXT_BYTES
 from protocols.chat.service import ChatService
 
@@ -38,9 +37,8 @@ def register(subparsers: Any) -> None:
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """The node flags ``p2p chat`` shares with ``p2p node``."""
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--nodekey", metavar="FILE", help="node key file (hex); without a key option a new key is made")
-    keys.add_argument("--nodekeyhex", metavar="HEX", help="node key as hex")
+    add_key_arguments(parser, hex_help="node key as hex",
+                      file_help="node key file (hex); without a key option a new key is made")
     parser.add_argument("--addr", default="127.0.0.1:0", metavar="HOST:PORT",
                         help="TCP and UDP listen address (default %(default)s: loopback, any free port)")
     parser.add_argument("--bootnodes", default="", metavar="ENODES", help="comma-separated enode URLs for discovery")
@@ -52,21 +50,10 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON events on stdout, one per line")
 
 
-def load_key(args: argparse.Namespace) -> PrivateKey:
-    if args.nodekeyhex:
-        return PrivateKey.from_hex(args.nodekeyhex)
-    if args.nodekey:
-        return load_node_key(args.nodekey)
-    return PrivateKey.generate()
-
-
-def _enodes(text: str) -> list[Node]:
-    return [Node.from_url(url.strip()) for url in text.split(",") if url.strip()]
-
-
 def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
     return {"private_key": key, "listen": parse_hostport(args.addr),
-            "bootnodes": _enodes(args.bootnodes), "static_nodes": _enodes(args.staticnodes),
+            "bootnodes": parse_enode_list(args.bootnodes, "bootnode"),
+            "static_nodes": parse_enode_list(args.staticnodes, "static node"),
             "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb}
 
 
@@ -93,7 +80,13 @@ async def _report_events(server: Server, printer: "_Printer", chat: ChatService)
 
 def run(args: argparse.Namespace) -> int:
     try:
-        trio.run(_main, args)
+        key = load_key(args)
+        options = server_options(args, key)
+    except BadArgument as exc:
+        print(f"p2p chat: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_main, args, key, options)
     except KeyboardInterrupt:
         return 130
     return 0
@@ -145,12 +138,11 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
             pending = pending[-MAX_LINE_BYTES:]  # an endless line is cut, never buffered whole
 
 
-async def _main(args: argparse.Namespace) -> None:
-    key = load_key(args)
+async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any]) -> None:
     printer = _Printer(args.json)
     chat = ChatService(NodeID.from_pubkey(key.public_key), args.nick, emit=printer.event)
     printer.chat = chat
-    async with open_server(**server_options(args, key), protocols=[chat.protocol]) as server:
+    async with open_server(**options, protocols=[chat.protocol]) as server:
         if args.json:
             # The same fields as ``p2p node --json``, plus the nick.
             _output.emit("listening", enode=server.enode, enr=server.enr.to_text(), id=server.id.hex(),

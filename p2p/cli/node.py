@@ -14,11 +14,11 @@ from typing import Any
 
 import trio
 
+from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
 from p2p.cli._output import emit as emit_json
-from p2p.crypto import KeyFileError, PrivateKey, load_node_key
+from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
-from p2p.enode import EnodeURLError, Node, NodeID
-from p2p.metrics import parse_hostport
+from p2p.enode import Node, NodeID
 from p2p.protocol import Protocol
 from p2p.protocol_registry import UnknownProtocol, create
 from p2p.server import PeerAdded, PeerRemoved, open_server, parse_nat
@@ -30,9 +30,7 @@ DEFAULT_ADDR = "127.0.0.1:30303"  # devp2p's usual port; loopback unless told ot
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("node", help="run a devp2p node")
-    key = p.add_mutually_exclusive_group()
-    key.add_argument("--nodekeyhex", metavar="HEX", help="node private key as hex")
-    key.add_argument("--nodekey", metavar="FILE", help="file holding the node private key (hex)")
+    add_key_arguments(p, hex_help="node private key as hex", file_help="file holding the node private key (hex)")
     p.add_argument("--addr", default=DEFAULT_ADDR, metavar="HOST:PORT",
                    help=f"TCP listen address; discovery uses the same UDP port (default {DEFAULT_ADDR})")
     p.add_argument("--bootnodes", default="", metavar="URL,...", help="enode URLs of discovery bootstrap nodes")
@@ -51,26 +49,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _nodes(text: str, what: str) -> list[Node]:
-    nodes = []
-    for url in (part.strip() for part in text.split(",")):
-        if not url:
-            continue
-        try:
-            nodes.append(Node.from_url(url))
-        except EnodeURLError as exc:
-            raise SystemExit(f"p2p node: bad {what} URL {url!r}: {exc}") from exc
-    return nodes
+    try:
+        return parse_enode_list(text, what)
+    except BadArgument as exc:
+        raise SystemExit(f"p2p node: {exc}") from exc
 
 
 def _key(args: argparse.Namespace) -> PrivateKey:
     try:
-        if args.nodekeyhex:
-            return PrivateKey.from_hex(args.nodekeyhex.strip())
-        if args.nodekey:
-            return load_node_key(args.nodekey)
-    except (ValueError, KeyFileError, OSError) as exc:
+        return load_key(args)
+    except BadArgument as exc:
         raise SystemExit(f"p2p node: cannot use the node key: {exc}") from exc
-    return PrivateKey.generate()  # ephemeral: a new identity each run
 
 
 def _reason(reason: DisconnectReason | int) -> str:
@@ -96,7 +85,7 @@ async def _main(args: argparse.Namespace) -> int:
     out = _Printer(args.json)
     try:
         host, port = parse_hostport(args.addr)
-        metrics = parse_hostport(args.metrics) if args.metrics else None
+        metrics = parse_hostport(args.metrics, flag="--metrics") if args.metrics else None
         parse_nat(args.nat)
     except ValueError as exc:
         print(f"p2p node: {exc}", file=sys.stderr)
