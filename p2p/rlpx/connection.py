@@ -222,6 +222,21 @@ async def _run_handshake(
         raise
 
 
+async def _authenticate(stream: trio.abc.Stream, hs: Handshake, handshake_timeout: float, read_timeout: float,
+                        write_timeout: float, max_message_size: int) -> Connection:
+    """Either side's handshake on ``stream``, then the connection over the secrets it agreed."""
+    event = await _run_handshake(stream, hs, handshake_timeout)
+    return Connection(
+        stream,
+        _codec_for(event, max_message_size),
+        event.remote_pubkey,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        max_message_size=max_message_size,
+        initial_data=event.trailing,
+    )
+
+
 async def accept(
     stream: trio.abc.Stream,
     private_key: PrivateKey,
@@ -235,16 +250,7 @@ async def accept(
     """Run the recipient side on an accepted stream. On failure the stream is closed (with no
     reply) and :class:`HandshakeError` is raised."""
     hs = Handshake(private_key, rng=rng)
-    event = await _run_handshake(stream, hs, handshake_timeout)
-    return Connection(
-        stream,
-        _codec_for(event, max_message_size),
-        event.remote_pubkey,
-        read_timeout=read_timeout,
-        write_timeout=write_timeout,
-        max_message_size=max_message_size,
-        initial_data=event.trailing,
-    )
+    return await _authenticate(stream, hs, handshake_timeout, read_timeout, write_timeout, max_message_size)
 
 
 async def initiate(
@@ -260,16 +266,7 @@ async def initiate(
 ) -> Connection:
     """Run the initiator side on an already open stream (``connect`` without the dial)."""
     hs = Handshake(private_key, remote_pubkey, rng=rng)
-    event = await _run_handshake(stream, hs, handshake_timeout)
-    return Connection(
-        stream,
-        _codec_for(event, max_message_size),
-        event.remote_pubkey,
-        read_timeout=read_timeout,
-        write_timeout=write_timeout,
-        max_message_size=max_message_size,
-        initial_data=event.trailing,
-    )
+    return await _authenticate(stream, hs, handshake_timeout, read_timeout, write_timeout, max_message_size)
 
 
 async def connect(
