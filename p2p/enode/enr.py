@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 from p2p.crypto import InvalidKey, PrivateKey, PublicKey
 from p2p.crypto.keccak import keccak256
+from p2p.enode._rlp import encode_string, list_header
 from p2p.enode.node import NodeID
 
 MAX_ENR_SIZE: Final = 300  # EIP-778: a record's RLP encoding is at most 300 bytes
@@ -69,25 +70,8 @@ _KEEP: Final = _Keep.KEEP
 # RLP: just what records need (strings, opaque lists, canonical-form checks).
 
 
-def _encode_string(data: bytes) -> bytes:
-    n = len(data)
-    if n == 1 and data[0] < 0x80:
-        return data
-    if n < 56:
-        return bytes((0x80 + n,)) + data
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0xB7 + len(size),)) + size + data
-
-
-def _list_header(n: int) -> bytes:
-    if n < 56:
-        return bytes((0xC0 + n,))
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(size),)) + size
-
-
 def _encode_value(value: bytes) -> bytes:
-    return bytes(value) if isinstance(value, RawRLP) else _encode_string(value)
+    return bytes(value) if isinstance(value, RawRLP) else encode_string(value)
 
 
 def _item(data: bytes, pos: int, end: int) -> tuple[bool, int, int]:
@@ -275,14 +259,14 @@ class ENR:
         pairs[KEY_ID] = ID_SCHEME_V4
         pairs[KEY_SECP256K1] = key.public_key.to_compressed()
         ordered = dict(sorted(pairs.items()))  # latin-1 str order is the keys' byte order
-        body = bytearray(_encode_string(_int_bytes(seq)))
+        body = bytearray(encode_string(_int_bytes(seq)))
         for k, v in ordered.items():
-            body += _encode_string(k.encode("latin-1"))
+            body += encode_string(k.encode("latin-1"))
             body += _encode_value(v)
-        content = _list_header(len(body)) + body
+        content = list_header(len(body)) + body
         signature = key.sign_compact(keccak256(content))
-        payload = _encode_string(signature) + body
-        record = _list_header(len(payload)) + payload
+        payload = encode_string(signature) + body
+        record = list_header(len(payload)) + payload
         if len(record) > MAX_ENR_SIZE:
             raise ENRError(f"record too big: {len(record)} bytes, the limit is {MAX_ENR_SIZE}")
         return cls._make(bytes(record), seq, signature, ordered, key.public_key)
@@ -415,7 +399,7 @@ class ENR:
         except InvalidKey as exc:
             raise ENRError(f"secp256k1 key is not a valid point: {exc}") from exc
         if verify:
-            content = _list_header(end - content_start) + data[content_start:]
+            content = list_header(end - content_start) + data[content_start:]
             if not public_key.verify(signature, keccak256(content)):
                 raise ENRError("bad signature: it does not verify against the secp256k1 key")
         return cls._make(data, seq, signature, pairs, public_key)

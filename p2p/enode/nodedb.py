@@ -35,6 +35,7 @@ import trio
 
 from p2p.crypto import PublicKey
 from p2p.crypto.errors import InvalidKey
+from p2p.enode._rlp import encode_string, list_header
 from p2p.enode.node import IPAddress, Node, NodeID
 
 if TYPE_CHECKING:
@@ -269,18 +270,8 @@ def _ip_from16(ip16: bytes) -> IPAddress:
     return ipaddress.IPv6Address(ip16)
 
 
-def _rlp_string(data: bytes) -> bytes:
-    n = len(data)
-    if n == 1 and data[0] < 0x80:
-        return data
-    if n < 56:
-        return bytes((0x80 + n,)) + data
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0xB7 + len(size),)) + size + data
-
-
 def _rlp_uint(value: int) -> bytes:
-    return _rlp_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return encode_string(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 _PUBKEY_HEADER = b"\xb8\x40"  # RLP string of 64 bytes
@@ -306,13 +297,12 @@ def encode_record(node: Node) -> bytes:
         _IP_HEADER[len(packed)], packed,
         _encode_port(node.udp_port),
         _encode_port(node.tcp_port),
-        _rlp_string(node.enr.to_rlp()) if node.enr is not None else b"\x80",
+        encode_string(node.enr.to_rlp()) if node.enr is not None else b"\x80",
     ))
     n = len(body)
     if n < 256:  # always so without an ENR: 64-byte key, IP and ports are at least 56 bytes
-        return b"\xf8" + bytes((n,)) + body
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0xF7 + len(size),)) + size + body
+        return b"\xf8" + bytes((n,)) + body  # inline: list_header costs a fifth more per record here
+    return list_header(n) + body
 
 
 @dataclass(frozen=True, slots=True)
