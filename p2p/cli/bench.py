@@ -12,21 +12,14 @@ import json
 import sys
 from typing import Any
 
+from p2p.cli import import_optional
+
 # Order in which ``p2p bench`` with no names runs them.
 BENCHMARKS = ("nodedb", "discovery", "rlpx", "peers", "compare")
 
 
 def _available() -> list[str]:
-    names = []
-    for name in BENCHMARKS:
-        try:
-            importlib.import_module(f"p2p.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"p2p.bench.{name}":
-                raise
-            continue
-        names.append(name)
-    return names
+    return [name for name in BENCHMARKS if import_optional(f"p2p.bench.{name}") is not None]
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
