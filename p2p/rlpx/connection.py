@@ -171,6 +171,20 @@ class Connection:
 
     # -- closing -----------------------------------------------------------------------------
 
+    async def send_eof(self) -> None:
+        """Half-close: no more frames from us. The remote reads what we sent, then end of
+        stream, and can close its side, so that neither side resets the connection with
+        unread data (a reset can discard a Disconnect frame before the remote reads it)."""
+        async with self._write_lock:
+            if self._closed or self._write_error is not None:
+                return
+            self._write_error = ConnectionClosed("this side has half-closed the connection")
+            if isinstance(self.stream, trio.abc.HalfCloseableStream):
+                try:
+                    await self.stream.send_eof()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+
     async def aclose(self) -> None:
         """Close the stream (idempotent). Send a Disconnect first if the peer should know why."""
         self._closed = True

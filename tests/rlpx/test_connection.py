@@ -377,3 +377,18 @@ async def test_one_bad_peer_does_not_affect_another() -> None:
                 await c.aclose()
             await garbage.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_send_eof_delivers_what_was_sent_then_end_of_stream() -> None:
+    with trio.fail_after(10):
+        async with pair(trio.testing.memory_stream_pair) as (a, b):
+            await a.send(0x01, rlp.encode([4]))
+            await a.send_eof()
+            assert await b.receive() == (0x01, rlp.encode([4]))
+            with pytest.raises(ConnectionClosed):
+                await b.receive()  # end of stream, after the frame
+            with pytest.raises(ConnectionClosed):
+                await a.send(0x02, b"")  # nothing more from the half-closed side
+            await b.send(0x03, b"still open")  # the other direction still works
+            assert await a.receive() == (0x03, b"still open")
+            await a.send_eof()  # idempotent
