@@ -72,6 +72,11 @@ SEED_MAX_AGE = 5 * 24 * 3600.0  # only seeds with a pong this recent (go-ethereu
 REFRESH_RANDOM_LOOKUPS = 3  # random-target lookups after the self lookup of a refresh (go-ethereum)
 RANDOM_LOOKUP_SPREAD = 5.0  # random pause before each of them, so that nodes started together do not all query at once
 RESEED_INTERVAL = 10.0  # an empty table goes back to the seeds after this long
+# A table holding fewer than a bucket's worth of nodes (e.g. the first lookup went unanswered)
+# refreshes again after 5 s, then 10, 20, ... up to the refresh interval, instead of waiting half
+# an hour: go-ethereum gets the same effect by re-seeding and looking up when a lookup finds the
+# table short.
+SMALL_TABLE_REFRESH = 5.0
 # Lookups running at once in one process (every node of one trio run shares the limit). A lone
 # node never comes near it; in a one-process testnet, unbounded lookups would saturate the
 # event loop until replies miss their 500 ms deadline and the retries make it worse.
@@ -82,9 +87,12 @@ SUBSCRIBER_QUEUE = 1024  # table events buffered per subscriber; a slow one lose
 RECV_BUFFER = MAX_PACKET_SIZE + 1  # one byte more than allowed, so oversized datagrams are seen
 RECV_BATCH = 64  # datagrams handled before the receive loop lets other tasks run
 SOCKET_BUFFER = 1 << 20  # asked of the kernel so that bursts queue there, not in Python
-RECENT_RANDOM_NODES = 1024  # random_nodes() skips nodes it yielded this recently
+RECENT_RANDOM_NODES = 1024  # random_nodes() remembers at most this many yielded nodes
+REFRESH_WAIT = 1.0  # random_nodes() re-reads the table this often while a refresh runs
+RECENT_RANDOM_WINDOW = 30.0  # ... and offers one again after this long (the dial history's 30 s)
 RANDOM_NODES_MAX_BACKOFF = 30.0  # pause of random_nodes() when lookups find nothing new
 IP_CACHE_SIZE = 4096  # parsed source addresses kept; cleared when full
+NEIGHBOR_CACHE_SIZE = 8192  # parsed Neighbors entries kept per process (~1 KiB each), least recent dropped
 GRIND_PREFIX_BYTES = 2  # a stand-in lookup key shares 16 bits with the target ID: 65k hashes, ~60 ms
 GRIND_CHUNK = 8192  # hashes between checkpoints while grinding, so other tasks keep running
 GRIND_MAX_TRIES = 1 << 22  # about 60 times the expected work: a bound, not a limit hit in practice
@@ -102,6 +110,18 @@ def _ip_class(ip: IPAddress) -> tuple[bool, bool, bool]:
     relayable = not (ip.is_unspecified or ip.is_multicast
                      or any(ip.version == n.version and ip in n for n in _SPECIAL_NETWORKS))
     return relayable, ip.is_loopback, is_lan(ip)
+
+
+@functools.lru_cache(maxsize=NEIGHBOR_CACHE_SIZE)
+def _entry_node(e: NeighborEntry) -> Node | None:
+    """The ``Node`` of a Neighbors entry, or None if its key is not a curve point. Cached by
+    the whole entry (key and endpoint): the same entries come back in reply after reply (and
+    to every pending request that checks a packet), and each parse is a point decompression
+    and a keccak. Nodes are immutable, so sharing them is safe."""
+    try:
+        return Node(PublicKey(e.pubkey), e.ip, e.udp_port, e.tcp_port)  # type: ignore[arg-type]
+    except InvalidKey:
+        return None
 
 
 def relay_allowed(sender: IPAddress, addr: IPAddress) -> bool:
@@ -130,6 +150,7 @@ class DiscoveryConfig:
     refresh_random_lookups: int = REFRESH_RANDOM_LOOKUPS
     random_lookup_spread: float = RANDOM_LOOKUP_SPREAD
     reseed_interval: float = RESEED_INTERVAL
+    small_table_refresh: float | None = SMALL_TABLE_REFRESH  # None: only the periodic refresh
     alpha: int = ALPHA
     seed_count: int = SEED_COUNT
     seed_max_age: float = SEED_MAX_AGE
@@ -374,7 +395,7 @@ class Discovery:
             self._drop(exc.reason, addr, exc)
             return
         packet = r.packet
-        node_id = NodeID(keccak256(r.sender.to_bytes()))
+        node_id = NodeID.from_digest(keccak256(r.sender.to_bytes()))
         if node_id == self.local_id:
             self._drop("from_self", addr, "packet signed with our own key")
             return
@@ -594,9 +615,8 @@ class Discovery:
             if e.ip is None or e.udp_port == 0 or not relay_allowed(sender, e.ip):
                 self.stats.drops["bad_neighbor"] += 1
                 continue
-            try:
-                node = Node(PublicKey(e.pubkey), e.ip, e.udp_port, e.tcp_port)
-            except InvalidKey:
+            node = _entry_node(e)
+            if node is None:
                 self.stats.drops["bad_neighbor"] += 1
                 continue
             nodes.append(node)  # ourselves included: the table and lookups skip it
@@ -798,28 +818,37 @@ class Discovery:
         self._flush_events()
 
     async def random_nodes(self) -> AsyncIterator[Node]:
-        """Nodes for a dialer, endlessly: the table's, then those of random lookups; nodes
-        yielded recently are skipped, and when nothing new turns up the pause between
-        lookups doubles up to 30 s."""
-        recent: OrderedDict[bytes, None] = OrderedDict()
+        """Nodes for a dialer, endlessly: the table's entries not yielded lately (the table
+        keeps growing from refreshes and revalidation), and a random lookup only when the
+        table has nothing new, so that a dialer in a fresh network mostly reads the table
+        instead of adding lookups of its own. A node is offered again once
+        ``RECENT_RANDOM_WINDOW`` has passed (its dial may have failed only because it was
+        busy then); when nothing is new the pause between lookups doubles up to 30 s."""
+        recent: OrderedDict[bytes, float] = OrderedDict()  # id -> when yielded, oldest first
         pause = self.config.reply_timeout
-        first = True
         while True:
-            if first:
-                candidates = self.table.random_nodes(len(self.table))
-                first = False
-            else:
-                candidates = await self.lookup()
-            fresh = [n for n in candidates if n.id not in recent]
+            now = trio.current_time()
+            while recent and (len(recent) > RECENT_RANDOM_NODES
+                              or next(iter(recent.values())) <= now - RECENT_RANDOM_WINDOW):
+                recent.popitem(last=False)
+            fresh = [n for n in self.table.random_nodes(len(self.table)) if n.id not in recent]
+            if not fresh and self._refreshing is not None:
+                # A refresh is filling the table: look at the table again in a moment rather
+                # than add a lookup of our own.
+                with trio.move_on_after(REFRESH_WAIT):
+                    await self._refreshing.wait()
+                continue
+            if not fresh:
+                fresh = [n for n in await self.lookup() if n.id not in recent]
             if not fresh:
                 await trio.sleep(pause)
                 pause = min(pause * 2, RANDOM_NODES_MAX_BACKOFF)
                 continue
             pause = self.config.reply_timeout
             for node in fresh:
-                recent[node.id] = None
-                if len(recent) > RECENT_RANDOM_NODES:
-                    recent.popitem(last=False)
+                if node.id in recent:
+                    continue
+                recent[node.id] = trio.current_time()
                 yield node
 
     # -- maintenance ---------------------------------------------------------------------
@@ -851,11 +880,19 @@ class Discovery:
             self._refreshing = None
 
     async def _refresh_loop(self) -> None:
-        if self.config.refresh_on_start:
+        cfg = self.config
+        if cfg.refresh_on_start:
             await self.refresh()
+        backoff = cfg.small_table_refresh
         while True:
+            if backoff is not None and len(self.table) < BUCKET_SIZE:
+                wait = min(backoff, cfg.refresh_interval)
+                backoff = min(backoff * 2, cfg.refresh_interval)
+            else:
+                wait = cfg.refresh_interval
+                backoff = cfg.small_table_refresh
             # Jitter so that nodes started together do not refresh in lock step.
-            await trio.sleep(self.config.refresh_interval * self._rng.uniform(0.9, 1.1))
+            await trio.sleep(wait * self._rng.uniform(0.9, 1.1))
             await self.refresh()
 
     async def _revalidate_loop(self) -> None:

@@ -36,11 +36,17 @@ class NodeID(bytes):
         return super().__new__(cls, data)
 
     @classmethod
+    def from_digest(cls, digest: bytes) -> "NodeID":
+        """A node ID from a keccak256 digest the caller just computed (always 32 bytes): no
+        length check, for the per-packet paths that make one for every datagram."""
+        return bytes.__new__(cls, digest)
+
+    @classmethod
     def from_pubkey(cls, pubkey: PublicKey | bytes) -> "NodeID":
         raw = pubkey.to_bytes() if isinstance(pubkey, PublicKey) else pubkey
         if len(raw) != 64:
             raise ValueError(f"public key must be 64 bytes, got {len(raw)}")
-        return cls(keccak256(raw))
+        return bytes.__new__(cls, keccak256(raw))
 
     @classmethod
     def from_hex(cls, text: str) -> "NodeID":
@@ -84,7 +90,7 @@ class Node:
             object.__setattr__(self, "ip", ipaddress.ip_address(self.ip))
         _check_port(self.udp_port, "UDP port")
         _check_port(self.tcp_port, "TCP port")
-        object.__setattr__(self, "id", NodeID(self.pubkey.keccak()))
+        object.__setattr__(self, "id", NodeID.from_digest(self.pubkey.keccak()))
 
     @classmethod
     def from_url(cls, url: str) -> "Node":

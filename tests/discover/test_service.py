@@ -25,7 +25,8 @@ from p2p.discover.wire import (
     Pong,
     expiration_at,
 )
-from p2p.enode import ENR, Node
+from p2p.crypto.keccak import keccak256
+from p2p.enode import ENR, Node, NodeID
 from tests.discover.conftest import RawPeer, make_keys
 
 QUIET = DiscoveryConfig(refresh_on_start=False, revalidate=False, reply_timeout=0.3)
@@ -366,3 +367,39 @@ async def test_local_node_and_record(listen: str) -> None:
         assert n.enr == a.enr and a.enr.node_id == a.local_id
         assert Node.from_url(n.to_url()) == n
         assert isinstance(KEYS[0], PrivateKey)
+
+
+async def test_random_nodes_reads_new_table_entries_before_looking_up() -> None:
+    """Entries that join the table after the first pass are offered without a lookup."""
+    config = DiscoveryConfig(revalidate=False, refresh_on_start=False)
+    with trio.fail_after(10):
+        async with node(0, config) as a:
+            keys = make_keys(6, seed=5)
+            a.table.add_seen(Node(keys[0].public_key, ip("127.0.0.1"), 1, 1))
+            it = a.random_nodes().__aiter__()
+            first = await it.__anext__()
+            assert first.id == NodeID.from_pubkey(keys[0].public_key)
+            for k in keys[1:]:
+                a.table.add_seen(Node(k.public_key, ip("127.0.0.1"), 2, 2))
+            rest = {(await it.__anext__()).id for _ in keys[1:]}
+            assert rest == {NodeID.from_pubkey(k.public_key) for k in keys[1:]}
+            assert a.stats.lookups == 0
+
+
+def test_neighbor_entries_are_parsed_once() -> None:
+    from p2p.discover.service import _entry_node
+    from p2p.discover.wire import NeighborEntry
+
+    key = make_keys(1, seed=6)[0]
+    e = NeighborEntry(ip("127.0.0.1"), 30303, 30303, key.public_key.to_bytes())
+    n1 = _entry_node(e)
+    n2 = _entry_node(NeighborEntry(ip("127.0.0.1"), 30303, 30303, key.public_key.to_bytes()))
+    assert n1 is not None and n1 is n2 and n1.id == NodeID.from_pubkey(key.public_key)
+    assert _entry_node(NeighborEntry(ip("127.0.0.1"), 30303, 30303, b"\x05" * 64)) is None
+
+
+def test_node_id_from_digest() -> None:
+    key = make_keys(1, seed=8)[0]
+    digest = keccak256(key.public_key.to_bytes())
+    assert NodeID.from_digest(digest) == NodeID.from_pubkey(key.public_key) == NodeID(digest)
+    assert type(NodeID.from_digest(digest)) is NodeID

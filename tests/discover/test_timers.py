@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import trio
 import trio.testing
 
 from p2p.discover import DiscoveryConfig, NodeRemoved, open_discovery
+from p2p.enode import Node
 from tests.discover.conftest import make_keys
 
 KEYS = make_keys(3, seed=99)
 
 
 async def test_refresh_on_start_and_every_30_minutes(autojump_clock: trio.testing.MockClock) -> None:
-    config = DiscoveryConfig(revalidate=False, refresh_random_lookups=3)
+    # Without the small-table refreshes (the table of this 2-node network never fills).
+    config = DiscoveryConfig(revalidate=False, refresh_random_lookups=3, small_table_refresh=None)
     quiet = DiscoveryConfig(refresh_on_start=False, revalidate=False)
     with trio.fail_after(3 * 3600):  # virtual seconds
         async with open_discovery(KEYS[0], config=quiet) as boot, \
@@ -45,3 +49,41 @@ async def test_revalidation_drops_a_node_that_went_away(autojump_clock: trio.tes
             ev = await events.__anext__()
             assert isinstance(ev, NodeRemoved) and ev.node.id == b.local_id
             assert a.stats.timeouts["pong"] >= 1
+
+
+async def test_small_table_refreshes_with_backoff(autojump_clock: trio.testing.MockClock) -> None:
+    """A table short of 16 nodes refreshes again after about 5 s, 10 s, 20 s, ... doubling up
+    to the 30-minute interval, instead of waiting half an hour after a failed first lookup."""
+    config = DiscoveryConfig(revalidate=False, refresh_random_lookups=0, random_lookup_spread=0.0)
+    with trio.fail_after(3 * 3600):  # virtual seconds
+        async with open_discovery(KEYS[0], config=config) as a:
+            times: list[float] = []
+            t0 = trio.current_time()
+            last = a.stats.lookups
+            while trio.current_time() - t0 < 2 * 3600:
+                await trio.sleep(0.5)
+                if a.stats.lookups != last:
+                    last = a.stats.lookups
+                    times.append(trio.current_time() - t0)
+            gaps = [b - a_ for a_, b in zip(times, times[1:])]
+            # The start refresh, then gaps of 5, 10, 20, ... (each within the 10 % jitter).
+            assert times[0] < 1
+            expected = 5.0
+            for gap in gaps[:9]:
+                assert 0.85 * expected <= gap <= 1.15 * expected + 0.5, (gap, expected, gaps)
+                expected = min(expected * 2, 1800.0)
+            assert max(gaps) <= 1.1 * 1800 + 0.5  # capped at the normal interval
+            assert len(times) < 20  # about 9 backoff steps and then every half hour
+
+
+async def test_full_table_keeps_the_normal_interval(autojump_clock: trio.testing.MockClock) -> None:
+    """With 16 or more nodes in the table, no extra refreshes: the next one is 27-33 min on."""
+    config = DiscoveryConfig(refresh_on_start=False, revalidate=False, refresh_random_lookups=0)
+    with trio.fail_after(3600):
+        async with open_discovery(KEYS[0], config=config) as a:
+            for key in make_keys(40, seed=7):
+                node = Node(key.public_key, ipaddress.ip_address("127.0.0.1"), 30303, 30303)
+                a.table.add_seen(node)
+            assert len(a.table) >= 16
+            await trio.sleep(26 * 60)
+            assert a.stats.lookups == 0
