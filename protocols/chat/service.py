@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 PROTOCOL_NAME = "chat"
 PROTOCOL_VERSION = 1
 PEER_QUEUE_SIZE = 128  # messages waiting for one peer's connection before we drop
+# Announcements only take the first half of a peer's queue: a burst of joins (a whole network
+# starting) must not leave text messages without room.
+ANNOUNCE_QUEUE_SHARE = PEER_QUEUE_SIZE // 2
 SUBSCRIBER_QUEUE_SIZE = 256  # received messages an application has not read yet
 MAX_KNOWN_NICKS = 1024  # node ID -> nick entries kept for display
 
@@ -76,8 +79,15 @@ class ChatService:
     def __init__(self, node_id: NodeID, nick: str, *, emit: Emit | None = None,
                  clock: Callable[[], float] = trio.current_time,
                  wall_clock: Callable[[], float] = time.time,
-                 hop_limit: int = HOP_LIMIT) -> None:
+                 hop_limit: int = HOP_LIMIT, announce_hops: int | None = None) -> None:
+        """``announce_hops`` bounds how far this node's join, nick and leave announcements
+        travel (None: the whole network, as text does). Every node's join flooding the whole
+        network costs nodes x links messages, which many nodes simulated in one process
+        cannot afford; a real node pays only its own share of it."""
         _check_nick(nick)
+        if announce_hops is not None and not 1 <= announce_hops <= hop_limit:
+            raise ValueError(f"announce_hops must be 1..{hop_limit}")
+        self._announce_start = 0 if announce_hops is None else hop_limit - announce_hops
         self.node_id = node_id
         self._nick = nick
         self._emit = emit
@@ -89,6 +99,7 @@ class ChatService:
         self._callbacks: list[Callable[[TextMessage], None]] = []
         self._joined = False
         self.dropped = 0  # outbound messages dropped because a peer's queue was full
+        self.dropped_text = 0  # of which text messages
         self.protocol = Protocol(PROTOCOL_NAME, PROTOCOL_VERSION, len(MessageCode), run=self._run,
                                  node_info=lambda: {"nick": self._nick},
                                  peer_info=lambda conn: {"nick": self._nicks.get(conn.peer.id)})
@@ -144,15 +155,12 @@ class ChatService:
 
     # --- the protocol ---
 
-    def _entry(self, conn: ProtocolConnection) -> _PeerEntry:
-        # A message may arrive before this peer's run task starts, so both create the entry.
-        entry = self._peers.get(conn.peer.id)
-        if entry is None or entry.conn is not conn:
-            entry = self._peers[conn.peer.id] = _PeerEntry(conn)
-        return entry
-
     async def _run(self, peer: PeerInfo, conn: ProtocolConnection) -> None:
-        entry = self._entry(conn)
+        # Only the task that drains a queue makes it: a queue made on receipt (before this task
+        # runs, or for an old connection still delivering while a new one replaced it) could
+        # be left with nobody draining it, and every later message to that peer would be
+        # dropped. A newer connection to the same node replaces the older one's queue.
+        entry = self._peers[peer.id] = _PeerEntry(conn)
         # The new neighbour learns our nick at once; hops at the limit keep it one hop only.
         hello = Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
                          self.gossip.hop_limit, AnnounceKind.NICK)
@@ -173,20 +181,24 @@ class ChatService:
         return handle
 
     def _announce(self, kind: AnnounceKind) -> None:
-        msg = Announce(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, kind)
+        msg = Announce(new_message_id(), self.node_id, self._nick, self._now_ms(), self._announce_start, kind)
         self._route(self.gossip.originate(msg, self._peers))
 
     def _route(self, route: Route) -> None:
         if route.forward is None:
             return
+        text = isinstance(route.forward, TextMessage)
         for peer_id in route.to:
             entry = self._peers.get(peer_id)
             if entry is None:
                 continue
             try:
+                if not text and entry.send.statistics().current_buffer_used >= ANNOUNCE_QUEUE_SHARE:
+                    raise trio.WouldBlock
                 entry.send.send_nowait(route.forward)
             except trio.WouldBlock:
                 self.dropped += 1
+                self.dropped_text += text
                 logger.debug("chat: queue of peer %s full, dropped a message", peer_id.short())
             except trio.BrokenResourceError:
                 pass
@@ -196,7 +208,6 @@ class ChatService:
             msg = decode(code, payload)
         except ChatDecodeError as exc:
             raise ProtocolError(str(exc)) from None
-        self._entry(conn)
         self._remember_nick(msg.sender, msg.nick)
         route = self.gossip.receive(msg, conn.peer.id, list(self._peers))
         self._route(route)
