@@ -205,6 +205,7 @@ class Server:
         disconnect_linger: float = LINGER_TIME,
         metrics_addr: tuple[str, int] | None = None,
         rng: random.Random | None = None,
+        dial_limiter: trio.CapacityLimiter | None = None,
     ) -> None:
         self.private_key = private_key if private_key is not None else PrivateKey.generate()
         self.public_key = self.private_key.public_key
@@ -229,6 +230,11 @@ class Server:
         self.metrics_addr = metrics_addr
         self.metrics = ServerMetrics()
         self._rng = rng if rng is not None else random.SystemRandom()
+        # Shared by many servers in one process (a local testnet): bounds the handshakes running
+        # at once across all of them, so that each one finishes well within its deadlines
+        # instead of all of them crawling past. None for a lone node: ``max_active_dials`` is
+        # its bound.
+        self.dial_limiter = dial_limiter
         self._trusted: set[NodeID] = {n.id for n in _to_nodes(trusted_nodes)}
         self._scheduler = _dial.DialScheduler(
             self.id, max_dial_peers=max(1, max_peers // self.dial_ratio), max_active=max_active_dials,
@@ -592,13 +598,21 @@ class Server:
                     raise PeerError("refusing to dial self", DisconnectReason.CONNECTED_TO_SELF)
                 if not self._limiter.allowed_network(node.ip):
                     raise DialError("node is not in netrestrict", "netrestrict")
-                with trio.fail_after(self.dial_timeout):
-                    conn = await rlpx_connect(str(node.ip), node.tcp_port, self.private_key, node.pubkey,
-                                              handshake_timeout=self.handshake_timeout,
-                                              read_timeout=self.read_timeout + 5)
-                    handshake = await self._handshake(conn, (str(node.ip), node.tcp_port), inbound=False,
-                                                      dialed=node, static=(kind == "static"))
-                peer = await self._register(handshake)
+                async with self.dial_limiter if self.dial_limiter is not None else _NO_LIMIT:
+                    if self.dial_limiter is not None and kind == "dyn" and result is None \
+                            and self._scheduler.dialed_peers >= self._scheduler.max_dial_peers:
+                        # Other dials filled our outbound share while this one queued for a
+                        # slot: made now, it would only take an inbound slot of a node that
+                        # still needs peers.
+                        raise DialError("enough dialed peers by the time a dial slot was free", "not_needed")
+                    # The deadline starts once a slot is ours: waiting for one is not the peer's fault.
+                    with trio.fail_after(self.dial_timeout):
+                        conn = await rlpx_connect(str(node.ip), node.tcp_port, self.private_key, node.pubkey,
+                                                  handshake_timeout=self.handshake_timeout,
+                                                  read_timeout=self.read_timeout + 5)
+                        handshake = await self._handshake(conn, (str(node.ip), node.tcp_port), inbound=False,
+                                                          dialed=node, static=(kind == "static"))
+                    peer = await self._register(handshake)
                 ok = True
             except (RLPxError, PeerError, trio.TooSlowError, DialError) as exc:
                 outcome = exc.outcome if isinstance(exc, DialError) else _outcome(exc)
@@ -747,6 +761,17 @@ class Server:
             self._peer_tasks -= 1
             self._peer_tasks_done.set()
             self._wake_dialer()
+
+
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
 
 
 @dataclass(slots=True)
