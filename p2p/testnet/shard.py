@@ -24,6 +24,18 @@ logger = logging.getLogger(__name__)
 
 KNOWN_PROTOCOLS = ("chat",)
 START_CONCURRENCY = 16  # nodes starting at once in one shard: binding and first pings are bursty
+# RLPx dials (connect, handshake, Hello) running at once across all servers of one shard. A
+# handshake costs ~1.5 ms of CPU on each side; hundreds at once in one event loop would each
+# take seconds and miss their 5 s deadlines, and the retries make it worse.
+DIALS_PER_SHARD = 64
+# Lookups running at once across all nodes of one shard (a lone node's default bound is 16 per
+# process). A lookup mostly waits for replies, and in a busy process each round trip waits for
+# the loop: with too few slots, nodes queue for their first lookup while their tables hold only
+# the bootnode, and their dialers have nobody to dial.
+LOOKUPS_PER_SHARD = 16
+# How far a node's join announcement travels in the testnet's chat: every join flooding the
+# whole network costs nodes x links messages, all of them in this process.
+ANNOUNCE_HOPS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +112,10 @@ class LocalShard:
         if "chat" in spec.protocols:
             import protocols.chat.service  # noqa: F401
         self._rss_base = _rss()
+        self._dial_limiter = trio.CapacityLimiter(DIALS_PER_SHARD)
+        from p2p.discover import DiscoveryConfig
+
+        self._discovery_config = DiscoveryConfig(lookup_limiter=trio.CapacityLimiter(LOOKUPS_PER_SHARD))
 
     def _key(self, index: int) -> PrivateKey:
         if self._spec.seed is None:
@@ -142,7 +158,7 @@ class LocalShard:
         if not self._spec.full:
             from p2p.discover import open_discovery
 
-            async with open_discovery(key, (host, 0), bootnodes=boot) as disc:
+            async with open_discovery(key, (host, 0), bootnodes=boot, config=self._discovery_config) as disc:
                 running.disc = disc
                 task_status.started(running)
                 await trio.sleep_forever()
@@ -152,13 +168,16 @@ class LocalShard:
         if "chat" in self._spec.protocols:
             from protocols.chat.service import ChatService
 
-            chat = ChatService(NodeID.from_pubkey(key.public_key), nick=f"node{index}")
+            chat = ChatService(NodeID.from_pubkey(key.public_key), nick=f"node{index}",
+                               announce_hops=ANNOUNCE_HOPS)
             seen = running.received
             chat.on_message(lambda msg: seen.add(msg.id.hex()))
             running.chat = chat
             protocols.append(chat.protocol)
         async with open_server(private_key=key, listen=(host, 0), protocols=protocols,
-                               bootnodes=boot, max_peers=self._spec.max_peers) as server:
+                               bootnodes=boot, max_peers=self._spec.max_peers,
+                               dial_limiter=self._dial_limiter,
+                               discovery_config=self._discovery_config) as server:
             running.server = server
             task_status.started(running)
             await trio.sleep_forever()
