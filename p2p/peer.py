@@ -49,7 +49,11 @@ HANDSHAKE_TIMEOUT = 5.0  # go-ethereum's handshakeTimeout for the Hello exchange
 PING_INTERVAL = 15.0  # go-ethereum's pingInterval
 READ_TIMEOUT = 30.0  # go-ethereum's frameReadTimeout: two missed pings and the peer is gone
 DISCONNECT_TIMEOUT = 1.0  # bound on writing our Disconnect to a peer that may not read
-LINGER_TIME = 0.5  # after Disconnect, read what is in flight so that closing sends FIN, not RST
+# After Disconnect we half-close and read until the remote closes too (it normally does at
+# once), so that nothing unread is left when we close: closing with unread data sends a
+# reset, and a reset can discard our Disconnect before the remote has read it.
+LINGER_TIME = 2.0
+LINGER_FRAMES = 64  # frames read while lingering: what was in flight, not a whole stream
 DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
 
@@ -136,15 +140,18 @@ async def close_transport(
                     await transport.send(MessageCode.DISCONNECT, payload)
                     if meter is not None:
                         meter.egress("p2p", MessageCode.DISCONNECT, len(payload))
+                    send_eof = getattr(transport, "send_eof", None)  # RLPx connections have it
+                    if send_eof is not None:
+                        await send_eof()
                 except TRANSPORT_ERRORS:
                     linger = 0
             if linger > 0:
                 with trio.move_on_after(linger):
-                    for _ in range(64):  # a few in-flight frames, not a whole stream
+                    for _ in range(LINGER_FRAMES):
                         try:
                             await transport.receive()
                         except TRANSPORT_ERRORS:
-                            break
+                            break  # the remote closed: nothing unread is left
         with trio.move_on_after(DISCONNECT_TIMEOUT):
             try:
                 await transport.aclose()

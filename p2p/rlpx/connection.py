@@ -84,17 +84,22 @@ class Connection:
         """Send one message (compressed when :attr:`snappy` is on)."""
         item = self._prepare(code, payload)
         async with self._write_lock:
-            self._check_writable()
+            await self._check_writable()
             await self._write(self._codec.encode(*item))
 
     async def send_many(self, messages: Iterable[tuple[int, bytes]]) -> None:
         """Send several messages with one write: for bulk senders, same wire bytes as ``send``."""
         items = [self._prepare(code, payload) for code, payload in messages]
         async with self._write_lock:
-            self._check_writable()
+            await self._check_writable()
             await self._write(self._codec.encode_many(items))
 
-    def _check_writable(self) -> None:
+    async def _check_writable(self) -> None:
+        # A cancellation is taken here, before the codec's MAC and cipher states move on and
+        # before any byte goes out, so that it leaves the stream usable (for the Disconnect
+        # that usually follows). After this nothing yields until the kernel has taken bytes,
+        # so a cancellation inside the write really may split a frame.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._write_error is not None:
             raise self._write_error
         if self._closed:

@@ -392,3 +392,58 @@ async def test_send_eof_delivers_what_was_sent_then_end_of_stream() -> None:
             await b.send(0x03, b"still open")  # the other direction still works
             assert await a.receive() == (0x03, b"still open")
             await a.send_eof()  # idempotent
+
+
+
+class _SocketLike(trio.abc.HalfCloseableStream):
+    """A memory stream with a socket's cancellation semantics: a send is cancellable only
+    before its first byte goes out (trio's socket send_all never yields before sending)."""
+
+    def __init__(self, inner: trio.abc.HalfCloseableStream) -> None:
+        self._inner = inner
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with trio.CancelScope(shield=True):
+            await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self._inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _socket_like_pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    sa, sb = trio.testing.memory_stream_pair()
+    return _SocketLike(sa), sb
+
+
+async def test_send_cancelled_before_it_starts_leaves_the_connection_usable() -> None:
+    # A peer's tasks are cancelled together when one fails; a send caught by that cancellation
+    # before any byte went out must not spoil the stream for the Disconnect that follows.
+    with trio.fail_after(10):
+        async with pair(_socket_like_pair) as (a, b):
+            scope = trio.CancelScope()
+
+            async def sender() -> None:
+                with scope:
+                    await a.send(0x10, b"never sent")
+
+            async with trio.open_nursery() as nursery:
+                await a._write_lock.acquire()
+                nursery.start_soon(sender)
+                await trio.testing.wait_all_tasks_blocked()  # the sender waits for the lock
+                # Hand the lock over and cancel in one step: the sender holds the lock and
+                # meets the cancellation at its first checkpoint inside the write.
+                a._write_lock.release()
+                scope.cancel()
+            assert scope.cancelled_caught
+            await a.send(0x01, rlp.encode([3]))
+            assert await b.receive() == (0x01, rlp.encode([3]))
