@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 
 import pytest
 
 from p2p.bench import compare
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (compare.INTEROP_DIR / "node_modules" / "@ethereumjs" / "devp2p").is_dir(),
-    reason="Node.js or @ethereumjs/devp2p (tests/interop/node_modules) is not installed",
-)
-
 
 def _figure(d: dict) -> float:
     assert set(d) == {"median", "min", "max", "runs"}
