@@ -81,6 +81,10 @@ SMALL_TABLE_REFRESH = 5.0
 # node never comes near it; in a one-process testnet, unbounded lookups would saturate the
 # event loop until replies miss their 500 ms deadline and the retries make it worse.
 LOOKUPS_PER_PROCESS = 16
+# A reply deadline that fires this much late says the event loop is busy (many nodes in one
+# process, a burst of handshakes): the reply may be sitting in our socket, read on the next pass.
+LAG_GRACE_MIN = 0.05
+LAG_EXTENSIONS = 2  # at most this many extensions of one deadline, each by the lateness seen
 MAX_PENDING = 1024  # replies awaited at once; more requests fail at once instead of piling up
 MAX_BACKGROUND = 64  # ping-backs and ENR fetches running at once; past that they are dropped
 SUBSCRIBER_QUEUE = 1024  # table events buffered per subscriber; a slow one loses events, counted
@@ -175,6 +179,28 @@ def shared_lookup_limiter() -> trio.CapacityLimiter:
         limiter = trio.CapacityLimiter(LOOKUPS_PER_PROCESS)
         _SHARED_LOOKUP_LIMITER.set(limiter)
         return limiter
+
+
+async def wait_reply(event: trio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``event``; True when it is set.
+
+    When the deadline's wake-up comes late (the loop was busy running other tasks), the wait
+    is extended by the lateness seen, up to ``LAG_EXTENSIONS`` times: a reply that reached our
+    socket in time but was not read yet because of our own load is not the peer's fault. On an
+    idle loop wake-ups are punctual and the deadline is exactly ``timeout``.
+    """
+    deadline = trio.current_time() + timeout
+    for _ in range(LAG_EXTENSIONS + 1):
+        with trio.move_on_at(deadline):
+            await event.wait()
+        if event.is_set():
+            return True
+        now = trio.current_time()
+        late = now - deadline
+        if late < LAG_GRACE_MIN:
+            return False
+        deadline = now + min(late, timeout * 4)
+    return event.is_set()
 
 
 class DiscoveryStats:
@@ -296,6 +322,9 @@ class Discovery:
         self._ip_cache: dict[str, IPAddress] = {}
         self._expirer_started = False
         self._refreshing: trio.Event | None = None
+        # Set once the first refresh's self lookup is over (or when there is none): until then
+        # the table holds only seeds, and a dialer fed from it would all dial the bootnodes.
+        self._bootstrapped = trio.Event()
         self._closed = False
 
     # -- identity ------------------------------------------------------------------------
@@ -516,8 +545,7 @@ class Discovery:
             self._send(node.udp_address, ptype, datagram)
             if tally is not None:
                 tally.sent += 1
-            with trio.move_on_after(self.config.reply_timeout):
-                await p.event.wait()
+            await wait_reply(p.event, self.config.reply_timeout)
             if not p.done:
                 self.stats.timeouts[reply.name.lower()] += 1
         finally:
@@ -566,9 +594,7 @@ class Discovery:
             if tally is not None:
                 tally.sent += 1  # our pong to its ping back
                 tally.received += 1
-            with trio.move_on_after(self.config.reply_timeout):
-                await ev.wait()
-            if not ev.is_set():
+            if not await wait_reply(ev, self.config.reply_timeout):
                 self.stats.timeouts["ping_back"] += 1
         finally:
             waiters = self._ping_waiters.get((node.id, node.ip))
@@ -823,7 +849,11 @@ class Discovery:
         table has nothing new, so that a dialer in a fresh network mostly reads the table
         instead of adding lookups of its own. A node is offered again once
         ``RECENT_RANDOM_WINDOW`` has passed (its dial may have failed only because it was
-        busy then); when nothing is new the pause between lookups doubles up to 30 s."""
+        busy then); when nothing is new the pause between lookups doubles up to 30 s.
+
+        Nothing is offered before the first self lookup is over (go-ethereum's iterators
+        wait for the table's first refresh too): the table holds only seeds until then."""
+        await self._bootstrapped.wait()
         recent: OrderedDict[bytes, float] = OrderedDict()  # id -> when yielded, oldest first
         pause = self.config.reply_timeout
         while True:
@@ -870,7 +900,10 @@ class Discovery:
         self._refreshing = trio.Event()
         try:
             self._seed()
-            await self.lookup_detailed(self.local_id)
+            try:
+                await self.lookup_detailed(self.local_id)
+            finally:
+                self._bootstrapped.set()
             for _ in range(self.config.refresh_random_lookups):
                 # Spread out: nodes started together would otherwise flood each other at once.
                 await trio.sleep(self._rng.uniform(0, self.config.random_lookup_spread))
@@ -994,6 +1027,8 @@ async def open_discovery(
                          advertised_ip=adv, nursery=nursery)
         await nursery.start(disc._receive_loop)
         disc._seed()
+        if not cfg.refresh_on_start:
+            disc._bootstrapped.set()
         nursery.start_soon(disc._refresh_loop)
         if cfg.revalidate:
             nursery.start_soon(disc._revalidate_loop)

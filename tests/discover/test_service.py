@@ -403,3 +403,29 @@ def test_node_id_from_digest() -> None:
     digest = keccak256(key.public_key.to_bytes())
     assert NodeID.from_digest(digest) == NodeID.from_pubkey(key.public_key) == NodeID(digest)
     assert type(NodeID.from_digest(digest)) is NodeID
+
+
+async def test_random_nodes_waits_for_the_first_self_lookup() -> None:
+    """A dialer gets nothing while the table holds only seeds: the first self lookup (here
+    of a bootnode that never answers, so it ends by timeouts) must be over first."""
+    config = DiscoveryConfig(revalidate=False, reply_timeout=0.3, random_lookup_spread=0.0,
+                             refresh_random_lookups=0)
+    silent = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with silent, trio.fail_after(10):
+        await silent.bind(("127.0.0.1", 0))
+        boot = Node(KEYS[7].public_key, ip("127.0.0.1"), silent.getsockname()[1], 0)
+        async with node(0, config, bootnodes=(boot,)) as a:
+            assert boot.id in a.table
+            offered: list[tuple[NodeID, bool]] = []
+
+            async def dialer() -> None:
+                async for n in a.random_nodes():
+                    offered.append((n.id, a.stats.lookups >= 1))
+                    return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(dialer)
+                await trio.sleep(0.2)
+                assert offered == [] and a.stats.lookups == 0
+            # Offered only once the lookup had ended (the silent bootnode stays in the table).
+            assert offered == [(boot.id, True)]

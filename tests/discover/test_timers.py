@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 import trio
 import trio.testing
 
@@ -87,3 +88,32 @@ async def test_full_table_keeps_the_normal_interval(autojump_clock: trio.testing
             assert len(a.table) >= 16
             await trio.sleep(26 * 60)
             assert a.stats.lookups == 0
+
+
+
+async def test_reply_wait_is_extended_by_the_loop_lateness(autojump_clock: trio.testing.MockClock) -> None:
+    """A deadline whose wake-up came late (a busy loop) waits once more; a punctual one does not."""
+    from p2p.discover.service import wait_reply
+
+    async def run(busy: float) -> tuple[bool, float]:
+        event = trio.Event()
+        t0 = trio.current_time()
+
+        async def replier() -> None:
+            await trio.sleep(0.4)
+            autojump_clock.jump(busy)  # nothing else ran for this long: a busy loop
+            await trio.sleep(0.15)
+            event.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replier)
+            ok = await wait_reply(event, 0.5)
+        return ok, trio.current_time() - t0
+
+    with trio.fail_after(30):
+        # The deadline (0.5 s) woke 0.5 s late: extended, the reply 0.15 s later counts.
+        ok, waited = await run(0.6)
+        assert ok and waited == pytest.approx(1.15)
+        # Punctual wake-up: the reply at 0.55 s is too late.
+        ok, waited = await run(0.0)
+        assert not ok and waited == pytest.approx(0.55)  # (the nursery waited for the replier)
