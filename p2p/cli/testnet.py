@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         except netns.NetnsError as exc:
             print(f"p2p testnet: --netns: {exc}", file=sys.stderr)
             return 2
+    from p2p.testnet.shard import tune_gc
+
+    tune_gc()
     if args.json:
         summary, history = _run_json(config, args)
     else:

@@ -8,6 +8,7 @@ with the chosen protocols.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -36,6 +37,19 @@ LOOKUPS_PER_SHARD = 16
 # How far a node's join announcement travels in the testnet's chat: every join flooding the
 # whole network costs nodes x links messages, all of them in this process.
 ANNOUNCE_HOPS = 2
+# Garbage-collector thresholds of a process hosting a testnet shard. Hundreds of nodes allocate
+# fast (packets, Cancelled exceptions, frames) and hold millions of long-lived objects, so with
+# Python's default (700, 10, 10) the collector ran thousands of times and took ~40 % of a
+# 500-server run's CPU; with these it takes ~5 %, and the RSS at the end was the same.
+GC_THRESHOLDS = (20_000, 50, 1000)
+
+
+def tune_gc() -> tuple[int, int, int]:
+    """Set this process's collector thresholds for hosting many nodes; returns the old ones.
+    Called by the testnet command and its worker processes, not by the nodes themselves."""
+    old = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return old
 
 
 @dataclass(frozen=True, slots=True)

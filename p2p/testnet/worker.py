@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from p2p.testnet.shard import LocalShard, NodeRef, ShardSpec
+from p2p.testnet.shard import LocalShard, NodeRef, ShardSpec, tune_gc
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python -m p2p.testnet.worker SPEC_JSON", file=sys.stderr)
         return 2
     spec = ShardSpec.from_json(json.loads(argv[0]))
+    tune_gc()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="worker %(process)d %(levelname)s %(name)s: %(message)s")
 

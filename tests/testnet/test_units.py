@@ -47,3 +47,17 @@ def test_targets_follow_network_size() -> None:
 def test_figures() -> None:
     assert _figures([3, 1, 2]) == {"min": 1, "median": 2, "max": 3}
     assert _figures([]) == {"min": 0, "median": 0, "max": 0}
+
+
+def test_tune_gc_raises_the_collector_thresholds() -> None:
+    import gc
+
+    from p2p.testnet.shard import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        assert tune_gc() == before
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]  # fewer young collections than the default
+    finally:
+        gc.set_threshold(*before)
