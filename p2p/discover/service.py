@@ -73,10 +73,12 @@ REFRESH_RANDOM_LOOKUPS = 3  # random-target lookups after the self lookup of a r
 RANDOM_LOOKUP_SPREAD = 5.0  # random pause before each of them, so that nodes started together do not all query at once
 RESEED_INTERVAL = 10.0  # an empty table goes back to the seeds after this long
 # A table holding fewer than a bucket's worth of nodes (e.g. the first lookup went unanswered)
-# refreshes again after 5 s, then 10, 20, ... up to the refresh interval, instead of waiting half
-# an hour: go-ethereum gets the same effect by re-seeding and looking up when a lookup finds the
-# table short.
+# refreshes again after 5 s, then 10, 20, ... up to 2 minutes, instead of waiting half an hour:
+# go-ethereum gets the same effect by re-seeding and looking up when a lookup finds the table
+# short. The cap keeps a node whose early lookups all met a busy network from backing off
+# for half an hour; in a network of fewer than 16 nodes it costs one lookup every 2 minutes.
 SMALL_TABLE_REFRESH = 5.0
+SMALL_TABLE_REFRESH_MAX = 120.0
 # Lookups running at once in one process (every node of one trio run shares the limit). A lone
 # node never comes near it; in a one-process testnet, unbounded lookups would saturate the
 # event loop until replies miss their 500 ms deadline and the retries make it worse.
@@ -920,7 +922,7 @@ class Discovery:
         while True:
             if backoff is not None and len(self.table) < BUCKET_SIZE:
                 wait = min(backoff, cfg.refresh_interval)
-                backoff = min(backoff * 2, cfg.refresh_interval)
+                backoff = min(backoff * 2, SMALL_TABLE_REFRESH_MAX, cfg.refresh_interval)
             else:
                 wait = cfg.refresh_interval
                 backoff = cfg.small_table_refresh

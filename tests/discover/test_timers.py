@@ -54,7 +54,7 @@ async def test_revalidation_drops_a_node_that_went_away(autojump_clock: trio.tes
 
 async def test_small_table_refreshes_with_backoff(autojump_clock: trio.testing.MockClock) -> None:
     """A table short of 16 nodes refreshes again after about 5 s, 10 s, 20 s, ... doubling up
-    to the 30-minute interval, instead of waiting half an hour after a failed first lookup."""
+    to 2 minutes, instead of waiting half an hour after a failed first lookup."""
     config = DiscoveryConfig(revalidate=False, refresh_random_lookups=0, random_lookup_spread=0.0)
     with trio.fail_after(3 * 3600):  # virtual seconds
         async with open_discovery(KEYS[0], config=config) as a:
@@ -72,9 +72,10 @@ async def test_small_table_refreshes_with_backoff(autojump_clock: trio.testing.M
             expected = 5.0
             for gap in gaps[:9]:
                 assert 0.85 * expected <= gap <= 1.15 * expected + 0.5, (gap, expected, gaps)
-                expected = min(expected * 2, 1800.0)
-            assert max(gaps) <= 1.1 * 1800 + 0.5  # capped at the normal interval
-            assert len(times) < 20  # about 9 backoff steps and then every half hour
+                expected = min(expected * 2, 120.0)
+            assert max(gaps) <= 1.1 * 120 + 0.5  # capped at 2 minutes
+            # 5 steps up to the cap, then every 2 minutes: about 60 in 2 hours, never more.
+            assert 50 <= len(times) <= 2 * 3600 / (0.9 * 120) + 6
 
 
 async def test_full_table_keeps_the_normal_interval(autojump_clock: trio.testing.MockClock) -> None:
