@@ -12,21 +12,11 @@
 import { DPT, encode, decode } from '@ethereumjs/devp2p'
 import * as dgram from 'dgram'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
+import { HOST, arg, emit } from './common.mjs'
 
-const HOST = '127.0.0.1'
 // A ping unanswered for this long is counted lost and replaced, so one dropped datagram does
 // not shrink the window for good.
 const LOST_MS = 1000
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`)
-  if (i < 0) return fallback
-  return process.argv[i + 1]
-}
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
 
 function answer() {
   const key = secp256k1.utils.randomPrivateKey()

@@ -13,22 +13,12 @@ import { RLPx } from '@ethereumjs/devp2p'
 import { randomBytes } from 'crypto'
 import * as snappy from 'snappyjs'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
+import { HOST, arg, emit } from './common.mjs'
 
-const HOST = '127.0.0.1'
 // Writes are buffered by node's socket; above this many queued bytes the sender waits for
 // 'drain' so that memory stays bounded and the figure is a sustained rate.
 const HIGH_WATER = 1 << 20
 const DEADLINE_MS = 120000
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`)
-  if (i < 0) return fallback
-  return process.argv[i + 1]
-}
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
 
 class Bench {
   constructor(version, peer, send) {

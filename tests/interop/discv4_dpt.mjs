@@ -10,19 +10,7 @@
 // Exits when stdin closes (the test holds it open and kills the process at the end anyway).
 import { DPT } from '@ethereumjs/devp2p'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
-
-const HOST = '127.0.0.1'
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`)
-  return i < 0 ? fallback : process.argv[i + 1]
-}
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
-
-const hex = (bytes) => Buffer.from(bytes).toString('hex')
+import { HOST, arg, emit, hex } from './common.mjs'
 
 const key = secp256k1.utils.randomPrivateKey()
 // The endpoint object is the one the DPT puts in its Pings' `from`; its ports are filled in

@@ -16,19 +16,10 @@ import { RLP } from '@ethereumjs/rlp'
 import { bytesToHex, bytesToBigInt, bytesToInt, hexToBytes, intToBytes } from '@ethereumjs/util'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
 import { keccak256 } from 'ethereum-cryptography/keccak.js'
+import { HOST, arg, emit } from './common.mjs'
 
-const HOST = '127.0.0.1'
 const DEADLINE_MS = 20000
 const MAINNET_GENESIS = 'd4e56740f876aef8c010b86a40d5f56745a118d0906a34e69aec8c0db1cb8fa3'
-
-function arg(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`)
-  return i < 0 ? fallback : process.argv[i + 1]
-}
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj, (_, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n')
-}
 
 const port = Number(arg('port'))
 const id = hexToBytes(`0x${arg('id')}`)

@@ -10,22 +10,9 @@
 import { RLPx } from '@ethereumjs/devp2p'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
 import { createInterface } from 'readline'
+import { emit, hex, listenOrDial, reportPeers } from './common.mjs'
 
-const HOST = '127.0.0.1'
 const DEADLINE_MS = 30000 // the Python side kills us sooner; this only guards against leaks
-
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n')
-}
-
-function hex(bytes) {
-  return Buffer.from(bytes).toString('hex')
-}
-
-function arg(name) {
-  const i = process.argv.indexOf(`--${name}`)
-  return i < 0 ? undefined : process.argv[i + 1]
-}
 
 // A sub-protocol that does nothing: ethereumjs drops peers that share no capability.
 class Probe {
@@ -48,73 +35,17 @@ const rlpx = new RLPx(key, {
   listenPort: null,
 })
 
-let current = null
-
-rlpx.events.on('peer:added', (peer) => {
-  current = peer
-  const hello = peer.getHelloMessage()
-  const handlePing = peer._handlePing.bind(peer)
-  peer._handlePing = () => {
-    emit({ event: 'ping_received' })
-    handlePing()
-  }
-  const handlePong = peer._handlePong.bind(peer)
-  peer._handlePong = () => {
-    emit({ event: 'pong_received' })
-    handlePong()
-  }
-  emit({
-    event: 'peer_added',
-    id: hex(peer.getId()),
-    hello: {
-      protocolVersion: hello.protocolVersion,
-      clientId: hello.clientId,
-      capabilities: hello.capabilities,
-      port: hello.port,
-      id: hex(hello.id),
-    },
-  })
-})
-rlpx.events.on('peer:removed', (peer, reason, disconnectWe) => {
-  emit({ event: 'peer_removed', reason, disconnectWe: disconnectWe === true })
-})
-rlpx.events.on('peer:error', (peer, err) => emit({ event: 'peer_error', message: String(err) }))
-rlpx.events.on('error', (err) => emit({ event: 'error', message: String(err) }))
-
-function quit() {
-  try {
-    rlpx.destroy()
-  } catch (err) {
-    // already destroyed
-  }
-  process.exit(0)
-}
-
-const mode = process.argv[2]
-if (mode === 'listen') {
-  rlpx.events.on('listening', () => {
-    emit({ event: 'listening', port: rlpx._server.address().port, id: hex(rlpx.id) })
-  })
-  rlpx.listen(0, HOST)
-} else if (mode === 'dial') {
-  emit({ event: 'dialing', id: hex(rlpx.id) })
-  const id = Uint8Array.from(Buffer.from(arg('id'), 'hex'))
-  rlpx.connect({ id, address: HOST, tcpPort: Number(arg('port')) }).catch((err) =>
-    emit({ event: 'error', message: String(err) }),
-  )
-} else {
-  emit({ event: 'error', message: `unknown mode ${mode}` })
-  process.exit(2)
-}
+const currentPeer = reportPeers(rlpx)
+const quit = listenOrDial(rlpx)
 
 const rl = createInterface({ input: process.stdin })
 rl.on('line', (line) => {
   const cmd = line.trim()
-  if (cmd === 'ping' && current !== null) {
-    current._sendPing()
+  if (cmd === 'ping' && currentPeer() !== null) {
+    currentPeer()._sendPing()
     emit({ event: 'ping_sent' })
-  } else if (cmd === 'disconnect' && current !== null) {
-    current.disconnect()
+  } else if (cmd === 'disconnect' && currentPeer() !== null) {
+    currentPeer().disconnect()
     emit({ event: 'disconnect_sent' })
   } else if (cmd === 'quit') {
     quit()
