@@ -83,6 +83,12 @@ SMALL_TABLE_REFRESH_MAX = 120.0
 # node never comes near it; in a one-process testnet, unbounded lookups would saturate the
 # event loop until replies miss their 500 ms deadline and the retries make it worse.
 LOOKUPS_PER_PROCESS = 16
+# A refresh's random-target lookups are skipped while this many lookups already wait for a slot
+# of the process limiter. They are maintenance that can wait for the next refresh; queued
+# without bound, 1,000 nodes of one process started together left 3,000 of them in the queue
+# (~100 s of a saturated loop at ~30 lookups a second), and every lookup asked for meanwhile
+# waited behind them. A lone node never has more than a few lookups waiting.
+REFRESH_LOOKUP_BACKLOG = 16
 # A reply deadline that fires this much late says the event loop is busy (many nodes in one
 # process, a burst of handshakes): the reply may be sitting in our socket, read on the next pass.
 LAG_GRACE_MIN = 0.05
@@ -774,9 +780,11 @@ class Discovery:
         target_id, wire_key = self._target_key(target)
         if wire_key is None:
             wire_key = await self._stand_in_key(target_id)
-        limiter = self.config.lookup_limiter or shared_lookup_limiter()
-        async with limiter:
+        async with self._lookup_limiter():
             return await self._lookup(target_id, wire_key)
+
+    def _lookup_limiter(self) -> trio.CapacityLimiter:
+        return self.config.lookup_limiter or shared_lookup_limiter()
 
     async def _lookup(self, target_id: bytes, wire_key: bytes) -> LookupResult:
         t0 = trio.current_time()
@@ -895,7 +903,9 @@ class Discovery:
 
     async def refresh(self) -> None:
         """Seed the table, look ourselves up, then look up random targets (go-ethereum's
-        doRefresh). Concurrent calls wait for the one running."""
+        doRefresh). Concurrent calls wait for the one running. A random lookup is skipped
+        (counted in ``stats.drops``) while the process's lookup slots have a backlog: the
+        self lookup always runs, since it is what fills a new table."""
         if self._refreshing is not None:
             await self._refreshing.wait()
             return
@@ -909,6 +919,9 @@ class Discovery:
             for _ in range(self.config.refresh_random_lookups):
                 # Spread out: nodes started together would otherwise flood each other at once.
                 await trio.sleep(self._rng.uniform(0, self.config.random_lookup_spread))
+                if self._lookup_limiter().statistics().tasks_waiting >= REFRESH_LOOKUP_BACKLOG:
+                    self.stats.drops["refresh_lookup_skipped"] += 1
+                    continue
                 await self.lookup_detailed(None)
         finally:
             self._refreshing.set()

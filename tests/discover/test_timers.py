@@ -118,3 +118,44 @@ async def test_reply_wait_is_extended_by_the_loop_lateness(autojump_clock: trio.
         # Punctual wake-up: the reply at 0.55 s is too late.
         ok, waited = await run(0.0)
         assert not ok and waited == pytest.approx(0.55)  # (the nursery waited for the replier)
+
+
+async def test_refresh_skips_random_lookups_behind_a_lookup_backlog(autojump_clock: trio.testing.MockClock) -> None:
+    """With the process's lookup slots backlogged (many nodes of one process refreshing at
+    once), a refresh still looks itself up but skips its random lookups instead of queueing
+    them behind everyone else's."""
+    limiter = trio.CapacityLimiter(1)
+    config = DiscoveryConfig(refresh_on_start=False, revalidate=False, refresh_random_lookups=3,
+                             random_lookup_spread=1.0, lookup_limiter=limiter)
+    quiet = DiscoveryConfig(refresh_on_start=False, revalidate=False)
+
+    async def hold(seconds: float, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with limiter:
+            await trio.sleep(seconds)
+
+    with trio.fail_after(3600):  # virtual seconds
+        async with open_discovery(KEYS[0], config=quiet) as boot, \
+                open_discovery(KEYS[1], bootnodes=(boot.local_node,), config=config) as a, \
+                trio.open_nursery() as others:
+            await others.start(hold, 1.0)  # takes the one slot: the self lookup queues first
+            await trio.sleep(0)
+            refreshed = trio.Event()
+
+            async def refresh() -> None:
+                await a.refresh()
+                refreshed.set()
+
+            others.start_soon(refresh)
+            await trio.sleep(0.1)
+            for _ in range(17):  # behind it: other nodes' long lookups, 16 left waiting
+                await others.start(hold, 1000.0)
+                await trio.sleep(0)
+            t0 = trio.current_time()
+            with trio.fail_after(10):
+                await refreshed.wait()
+            assert trio.current_time() - t0 < 10
+            assert a.stats.lookups == 1  # the self lookup ran
+            assert boot.local_id in a.table
+            assert a.stats.drops["refresh_lookup_skipped"] == 3
+            others.cancel_scope.cancel()
