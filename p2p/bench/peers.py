@@ -30,6 +30,13 @@ from typing import Any
 import trio
 
 from p2p.bench._stats import summary
+from p2p.hello import PeerError
+from p2p.rlpx.errors import RLPxError
+
+# What ends one benchmark connection (the other side went away, a handshake failed); anything
+# else is a bug and should stop the benchmark.
+CONNECTION_ERRORS = (RLPxError, PeerError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                     trio.TooSlowError)
 
 STEPS = (250, 500, 1000, 1500, 2000)  # peers added stage by stage
 QUICK_STEPS = (100, 200)
@@ -122,15 +129,15 @@ async def _serve(mode: str, max_peers: int) -> None:
         try:
             conn = await accept(stream, key)
             conn.snappy = True  # as the node's peers (both sides at p2p v5)
-        except Exception:
+        except CONNECTION_ERRORS:
             return
         conns += 1
         try:
             while True:
                 await conn.receive()
                 count()
-        except Exception:
-            pass
+        except CONNECTION_ERRORS:
+            pass  # the client closed: this connection's count is final
         finally:
             conns -= 1
             await trio.aclose_forcefully(stream)
@@ -166,8 +173,8 @@ async def _clients(target: str, mode: str) -> None:
                 code, _ = await conn.receive()
                 if code == MessageCode.PING:
                     await conn.send(MessageCode.PONG, EMPTY_LIST)
-        except Exception:
-            pass
+        except CONNECTION_ERRORS:
+            pass  # the node closed this client
 
     async def one(nursery: trio.Nursery, failures: list[int]) -> None:
         async with limiter:
@@ -179,7 +186,7 @@ async def _clients(target: str, mode: str) -> None:
                 else:
                     await exchange_hello(conn, make_hello(key.public_key, [proto], client_id="bench", listen_port=0),
                                          timeout=20)
-            except Exception:
+            except CONNECTION_ERRORS:
                 failures[0] += 1
                 return
             conns.append(conn)
