@@ -56,6 +56,12 @@ LINGER_TIME = 2.0
 LINGER_FRAMES = 64  # frames read while lingering: what was in flight, not a whole stream
 DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
+# Messages that no handler takes (a code without a handler, base codes 4-15) are dropped
+# undecompressed. A peer may send a few (a newer protocol version's announcements), but one that
+# keeps sending them only makes us decrypt: past a burst of UNHANDLED_BURST, more than
+# UNHANDLED_RATE a second on average disconnects it.
+UNHANDLED_BURST = 64
+UNHANDLED_RATE = 4.0
 
 # Errors a transport raises when the connection itself is unusable.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -79,6 +85,14 @@ class Transport(_TypingProtocol):
 
     async def receive(self) -> tuple[int, bytes]: ...
 
+    async def receive_raw(self) -> tuple[int, bytes]:
+        """The next message with its payload as sent (maybe still compressed)."""
+        ...
+
+    def decompress(self, code: int, data: bytes) -> bytes:
+        """The payload of a message from :meth:`receive_raw`."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -88,6 +102,8 @@ class MessageMeter(_TypingProtocol):
     def ingress(self, protocol: str, code: int, size: int) -> None: ...
 
     def egress(self, protocol: str, code: int, size: int) -> None: ...
+
+    def unhandled(self, protocol: str, code: int, size: int) -> None: ...
 
 
 def _describe(reason: DisconnectReason | int) -> str:
@@ -279,6 +295,9 @@ class Peer:
         self._broken = False  # the transport failed: no Disconnect can be sent
         self._closed = trio.Event()
         self.error: PeerError | None = None
+        self.unhandled = 0  # messages dropped undecompressed because no handler takes them
+        self._unhandled_tokens = float(UNHANDLED_BURST)
+        self._unhandled_at = trio.current_time()
 
     # -- public -------------------------------------------------------------------------
 
@@ -374,19 +393,19 @@ class Peer:
         conns = self.conns
         now = trio.current_time
         while True:
-            code, payload = await transport.receive()
+            code, data = await transport.receive_raw()
             deadline = now() + timeout
             if deadline - scope.deadline > DEADLINE_SLACK:
                 scope.deadline = deadline
             if code < BASE_PROTOCOL_LENGTH:
                 if meter is not None:
-                    meter.ingress("p2p", code, len(payload))
+                    meter.ingress("p2p", code, len(data))
                 if code == MessageCode.PING:
                     await self.send_message(MessageCode.PONG, EMPTY_LIST)
                 elif code == MessageCode.DISCONNECT:
-                    raise RemoteDisconnected(decode_disconnect(payload))
-                # Pong only proves liveness (the read above did); other base codes are ignored
-                # as go-ethereum does.
+                    raise RemoteDisconnected(decode_disconnect(transport.decompress(code, data)))
+                elif code != MessageCode.PONG:  # Pong only proves liveness, as the read above did
+                    self._drop_unhandled("p2p", code, data)
                 continue
             for conn in conns:
                 rel = code - conn.offset
@@ -395,16 +414,35 @@ class Peer:
             else:
                 raise PeerError(f"message code {code:#x} is outside every shared protocol",
                                 DisconnectReason.BREACH_OF_PROTOCOL)
+            handlers = conn.protocol.handlers
+            if rel not in handlers:
+                self._drop_unhandled(conn.protocol.name, rel, data)
+                continue
+            payload = transport.decompress(code, data)
             if meter is not None:
                 meter.ingress(conn.protocol.name, rel, len(payload))
-            if conn.protocol.handlers:
-                inbox = conn._inbox
-                if not inbox.put_nowait(rel, payload):
-                    # The handler is behind: wait for it (backpressure on this peer only), and
-                    # do not count the wait against the remote.
-                    scope.deadline = math.inf
-                    await inbox.put(rel, payload)
-                    scope.deadline = now() + timeout
+            inbox = conn._inbox
+            if not inbox.put_nowait(rel, payload):
+                # The handler is behind: wait for it (backpressure on this peer only), and
+                # do not count the wait against the remote.
+                scope.deadline = math.inf
+                await inbox.put(rel, payload)
+                scope.deadline = now() + timeout
+
+    def _drop_unhandled(self, protocol: str, code: int, data: bytes) -> None:
+        """Drop a message no handler takes, without decompressing it; disconnect a peer that
+        keeps sending them (a token bucket of UNHANDLED_BURST, refilled at UNHANDLED_RATE)."""
+        self.unhandled += 1
+        if self._meter is not None:
+            self._meter.unhandled(protocol, code, len(data))
+        now = trio.current_time()
+        tokens = min(float(UNHANDLED_BURST), self._unhandled_tokens + (now - self._unhandled_at) * UNHANDLED_RATE)
+        self._unhandled_at = now
+        if tokens < 1.0:
+            raise PeerError(f"too many messages no handler takes ({self.unhandled}, last {protocol} code {code})",
+                            DisconnectReason.BREACH_OF_PROTOCOL)
+        self._unhandled_tokens = tokens - 1.0
+        log.debug("peer %s: no %s handler for code %d, message dropped", self.info.id.short(), protocol, code)
 
     async def _ping_loop(self) -> None:
         while True:
@@ -417,9 +455,7 @@ class Peer:
         while True:
             rel, payload = await inbox.get()
             handler = handlers.get(rel)
-            if handler is None:
-                log.debug("peer %s: no %s handler for code %d, message dropped",
-                          self.info.id.short(), conn.protocol.name, rel)
+            if handler is None:  # unregistered after the reader queued it
                 continue
             try:
                 await handler(conn, payload)
