@@ -54,13 +54,13 @@ def tune_gc() -> tuple[int, int, int]:
     return old
 
 
-@dataclass(frozen=True, slots=True)
 # Every node of a local testnet dials from the same few addresses, and a process hosting
 # hundreds of nodes lags by more than a second at times: the per-address cap and the short auth
 # deadline that guard a node on the internet would only refuse honest neighbours here.
 TESTNET_INBOUND: dict[str, Any] = {"max_pending_per_ip": 1_000_000, "auth_timeout": 5.0}
 
 
+@dataclass(frozen=True, slots=True)
 class ShardSpec:
     """How a shard builds its nodes; the same for every shard of one testnet."""
 
