@@ -374,15 +374,17 @@ async def connect(
     max_message_size: int = MAX_MESSAGE_SIZE,
     first_frame_limit: int | None = None,
     budget: FrameBudget | None = None,
+    local_address: str | None = None,
     rng: random.Random | None = None,
 ) -> Connection:
-    """Dial ``host:port`` and authenticate as the initiator; the whole of it (TCP connect
-    included) runs under ``handshake_timeout``. The node reached proves it holds
-    ``remote_pubkey`` by its first frame: only it could read our auth."""
+    """Dial ``host:port`` (from ``local_address`` when given) and authenticate as the
+    initiator; the whole of it (TCP connect included) runs under ``handshake_timeout``. The
+    node reached proves it holds ``remote_pubkey`` by its first frame: only it could read our
+    auth."""
     deadline = trio.current_time() + handshake_timeout
     try:
         with trio.fail_at(deadline):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, local_address=local_address)
     except trio.TooSlowError:
         raise HandshakeTimeout(f"TCP connect to {host}:{port} not finished within {handshake_timeout} s") from None
     except OSError as exc:
