@@ -79,6 +79,10 @@ class ServerMetrics:
         found = self.registry.get_sample_value(name, labels)
         return 0.0 if found is None else found
 
+    def messages_unhandled(self, protocol: str, code: int) -> int:
+        """Messages dropped so far because no handler takes them."""
+        return self._unhandled.get((protocol, code), [0, 0])[0]
+
     def messages(self, direction: str, protocol: str, code: int) -> tuple[int, int]:
         """(messages, bytes) counted so far; ``direction`` is "in" or "out"."""
         entry = (self._in if direction == "in" else self._out).get((protocol, code), [0, 0])

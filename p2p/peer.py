@@ -54,14 +54,19 @@ DISCONNECT_TIMEOUT = 1.0  # bound on writing our Disconnect to a peer that may n
 # reset, and a reset can discard our Disconnect before the remote has read it.
 LINGER_TIME = 2.0
 LINGER_FRAMES = 64  # frames read while lingering: what was in flight, not a whole stream
+# Bytes read (and discarded undecrypted) while lingering on an RLPx connection: what an honest
+# peer has in flight when our Disconnect reaches it, not what a flooding peer can keep sending.
+LINGER_BYTES = 1024 * 1024
 DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
 # Messages that no handler takes (a code without a handler, base codes 4-15) are dropped
 # undecompressed. A peer may send a few (a newer protocol version's announcements), but one that
-# keeps sending them only makes us decrypt: past a burst of UNHANDLED_BURST, more than
-# UNHANDLED_RATE a second on average disconnects it.
+# keeps sending them only makes us decrypt: each costs a token per UNHANDLED_TOKEN_BYTES begun,
+# and past a burst of UNHANDLED_BURST tokens, more than UNHANDLED_RATE a second disconnects it.
+# Small announcements cost one token each; a 770 KiB snappy bomb costs 49, so two end the peer.
 UNHANDLED_BURST = 64
 UNHANDLED_RATE = 4.0
+UNHANDLED_TOKEN_BYTES = 16 * 1024
 
 # Errors a transport raises when the connection itself is unusable.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -161,7 +166,11 @@ async def close_transport(
                         await send_eof()
                 except TRANSPORT_ERRORS:
                     linger = 0
-            if linger > 0:
+            drain = getattr(transport, "drain", None)  # RLPx connections have it
+            if linger > 0 and drain is not None:
+                with trio.move_on_after(linger):
+                    await drain(LINGER_BYTES)
+            elif linger > 0:
                 with trio.move_on_after(linger):
                     for _ in range(LINGER_FRAMES):
                         try:
@@ -438,10 +447,11 @@ class Peer:
         now = trio.current_time()
         tokens = min(float(UNHANDLED_BURST), self._unhandled_tokens + (now - self._unhandled_at) * UNHANDLED_RATE)
         self._unhandled_at = now
-        if tokens < 1.0:
-            raise PeerError(f"too many messages no handler takes ({self.unhandled}, last {protocol} code {code})",
-                            DisconnectReason.BREACH_OF_PROTOCOL)
-        self._unhandled_tokens = tokens - 1.0
+        cost = 1 + len(data) // UNHANDLED_TOKEN_BYTES
+        if tokens < cost:
+            raise PeerError(f"too many messages no handler takes ({self.unhandled}, last {protocol} code {code}, "
+                            f"{len(data)} bytes)", DisconnectReason.BREACH_OF_PROTOCOL)
+        self._unhandled_tokens = tokens - cost
         log.debug("peer %s: no %s handler for code %d, message dropped", self.info.id.short(), protocol, code)
 
     async def _ping_loop(self) -> None:

@@ -231,6 +231,22 @@ class Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
 
+    async def drain(self, max_bytes: int) -> None:
+        """Read and discard what the remote still sends, undecrypted, until it closes or
+        ``max_bytes`` have come: after our Disconnect, so that closing leaves nothing unread
+        (which would reset the connection) without paying to decrypt what a peer sends."""
+        if self._closed:
+            return
+        left = max_bytes
+        try:
+            while left > 0:
+                data = await self.stream.receive_some(min(READ_CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, OSError):
+            return
+
     async def aclose(self) -> None:
         """Close the stream (idempotent). Send a Disconnect first if the peer should know why."""
         self._closed = True

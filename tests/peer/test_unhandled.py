@@ -7,7 +7,7 @@ import trio
 
 from p2p.disconnect import DisconnectReason
 from p2p.hello import EMPTY_LIST, MessageCode
-from p2p.peer import UNHANDLED_BURST
+from p2p.peer import UNHANDLED_BURST, UNHANDLED_TOKEN_BYTES
 from p2p.protocol import Protocol, ProtocolConnection
 from tests.peer.memtransport import MemoryTransport, transport_pair
 from tests.peer.test_peer import KEYS, disconnects, make_peer
@@ -86,3 +86,15 @@ async def test_ping_and_pong_are_not_counted_as_unhandled() -> None:
                 await trio.sleep(0.001)
         assert not pa.closed and pa.unhandled == 0
         pa.disconnect()
+
+
+async def test_large_unhandled_messages_use_up_the_allowance_sooner() -> None:
+    a, b = _pair()
+    pa = make_peer(a, KEYS[1], [_proto([])])
+    bomb = bytes(UNHANDLED_BURST * UNHANDLED_TOKEN_BYTES // 2)  # half the burst's worth of bytes
+    for _ in range(3):
+        await b.send(17, bomb)
+    with trio.fail_after(5):
+        error = await pa.run()
+    assert error.reason is DisconnectReason.BREACH_OF_PROTOCOL
+    assert pa.unhandled == 2  # the second one (33 tokens, 31 left) ended the peer
