@@ -289,6 +289,8 @@ class Peer:
         read_timeout: float = READ_TIMEOUT,
         linger: float = LINGER_TIME,
         meter: MessageMeter | None = None,
+        unhandled_burst: int = UNHANDLED_BURST,
+        unhandled_rate: float = UNHANDLED_RATE,
     ) -> None:
         self.transport = transport
         self.info = info
@@ -305,7 +307,9 @@ class Peer:
         self._closed = trio.Event()
         self.error: PeerError | None = None
         self.unhandled = 0  # messages dropped undecompressed because no handler takes them
-        self._unhandled_tokens = float(UNHANDLED_BURST)
+        self._unhandled_burst = float(unhandled_burst)
+        self._unhandled_rate = unhandled_rate
+        self._unhandled_tokens = float(unhandled_burst)
         self._unhandled_at = trio.current_time()
 
     # -- public -------------------------------------------------------------------------
@@ -440,12 +444,12 @@ class Peer:
 
     def _drop_unhandled(self, protocol: str, code: int, data: bytes) -> None:
         """Drop a message no handler takes, without decompressing it; disconnect a peer that
-        keeps sending them (a token bucket of UNHANDLED_BURST, refilled at UNHANDLED_RATE)."""
+        keeps sending them (a token bucket of ``unhandled_burst``, refilled at ``unhandled_rate``)."""
         self.unhandled += 1
         if self._meter is not None:
             self._meter.unhandled(protocol, code, len(data))
         now = trio.current_time()
-        tokens = min(float(UNHANDLED_BURST), self._unhandled_tokens + (now - self._unhandled_at) * UNHANDLED_RATE)
+        tokens = min(self._unhandled_burst, self._unhandled_tokens + (now - self._unhandled_at) * self._unhandled_rate)
         self._unhandled_at = now
         cost = 1 + len(data) // UNHANDLED_TOKEN_BYTES
         if tokens < cost:

@@ -39,6 +39,8 @@ from p2p.peer import (
     LINGER_TIME,
     PING_INTERVAL,
     READ_TIMEOUT,
+    UNHANDLED_BURST,
+    UNHANDLED_RATE,
     Peer,
     Transport,
     close_transport,
@@ -195,6 +197,8 @@ class Server:
         max_pending_per_ip: int = MAX_PENDING_PER_IP,
         auth_timeout: float = AUTH_TIMEOUT,
         frame_memory_budget: int = FRAME_MEMORY_BUDGET,
+        unhandled_burst: int = UNHANDLED_BURST,
+        unhandled_rate: float = UNHANDLED_RATE,
         dial_ratio: int = _dial.DIAL_RATIO,
         max_active_dials: int = _dial.MAX_ACTIVE_DIALS,
         discovery: bool = True,
@@ -226,6 +230,8 @@ class Server:
         self.max_peers = max_peers
         self.max_pending = max_pending
         self.auth_timeout = auth_timeout
+        self.unhandled_burst = unhandled_burst
+        self.unhandled_rate = unhandled_rate
         self.dial_ratio = max(1, dial_ratio)
         self.discovery_enabled = discovery
         self.discovery_config = discovery_config
@@ -789,7 +795,8 @@ class Server:
         info = PeerInfo(id=hs.node_id, client=hello.client_id, caps=hello.caps, remote=remote, inbound=hs.inbound,
                         since=time.time(), enode=enode)
         peer = Peer(hs.conn, info, hello, hs.matched, ping_interval=self.ping_interval,
-                    read_timeout=self.read_timeout, linger=self.disconnect_linger, meter=self.metrics)
+                    read_timeout=self.read_timeout, linger=self.disconnect_linger, meter=self.metrics,
+                    unhandled_burst=self.unhandled_burst, unhandled_rate=self.unhandled_rate)
         old = self._peers.get(hs.node_id)
         if old is not None:
             old.disconnect(DisconnectReason.ALREADY_CONNECTED)

@@ -124,6 +124,9 @@ async def test_snappy_bombs_under_an_unhandled_code_cost_little_and_end_in_disco
                                           "--peers", str(BOMBERS)], cwd=ROOT, name="bombers") as bombers:
                 await bombers.wait_for("bombing")
                 rtts = await _ping_rtts(target, PINGS)
+                with trio.move_on_after(30):  # the bombers run at low priority: give them time
+                    while (await _stats(node))["disconnects"] < BOMBERS:
+                        await trio.sleep(0.1)
                 assert bombers.process.stdin is not None
                 await bombers.process.stdin.aclose()
                 done = await bombers.wait_for("done")
