@@ -59,6 +59,9 @@ LINGER_FRAMES = 64  # frames read while lingering: what was in flight, not a who
 LINGER_BYTES = 1024 * 1024
 DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
+# Bytes of decompressed messages buffered per peer per protocol: eight 16 MiB messages would be
+# 128 MiB for one peer; this keeps it to one large message waiting beside the one being handled.
+QUEUE_BYTES = 16 * 1024 * 1024
 # Messages that no handler takes (a code without a handler, base codes 4-15) are dropped
 # undecompressed. A peer may send a few (a newer protocol version's announcements), but one that
 # keeps sending them only makes us decrypt: each costs a token per UNHANDLED_TOKEN_BYTES begun,
@@ -188,33 +191,41 @@ class _Inbox:
     """A bounded queue of one protocol's messages from one peer, between the reader and the
     protocol's dispatcher. Lighter than a memory channel, and with hysteresis: a full queue
     wakes its reader only once half drained, so a busy peer costs one task switch per batch
-    of messages rather than per message."""
+    of messages rather than per message. Bounded in count and in bytes: a few large messages
+    fill it as many small ones do (one message is always taken, whatever its size)."""
 
-    __slots__ = ("_items", "_size", "_not_empty", "_not_full")
+    __slots__ = ("_items", "_size", "_max_bytes", "_bytes", "_not_empty", "_not_full")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = QUEUE_BYTES) -> None:
         self._items: deque[tuple[int, bytes]] = deque()
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._not_empty = trio.lowlevel.ParkingLot()
         self._not_full = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put_nowait(self, code: int, payload: bytes) -> bool:
-        if len(self._items) >= self._size:
-            return False
+    def _full(self) -> bool:
+        return len(self._items) >= self._size or (self._bytes >= self._max_bytes and bool(self._items))
+
+    def _append(self, code: int, payload: bytes) -> None:
         self._items.append((code, payload))
+        self._bytes += len(payload)
         if self._not_empty:
             self._not_empty.unpark()
+
+    def put_nowait(self, code: int, payload: bytes) -> bool:
+        if self._full():
+            return False
+        self._append(code, payload)
         return True
 
     async def put(self, code: int, payload: bytes) -> None:
-        while len(self._items) >= self._size:
+        while self._full():
             await self._not_full.park()
-        self._items.append((code, payload))
-        if self._not_empty:
-            self._not_empty.unpark()
+        self._append(code, payload)
 
     async def get(self) -> tuple[int, bytes]:
         if not self._items:
@@ -223,7 +234,8 @@ class _Inbox:
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
         item = self._items.popleft()
-        if self._not_full and len(self._items) <= self._size // 2:
+        self._bytes -= len(item[1])
+        if self._not_full and len(self._items) <= self._size // 2 and self._bytes <= self._max_bytes // 2:
             self._not_full.unpark_all()
         return item
 

@@ -4,6 +4,7 @@ sending them is disconnected."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from p2p.disconnect import DisconnectReason
 from p2p.hello import EMPTY_LIST, MessageCode
@@ -98,3 +99,47 @@ async def test_large_unhandled_messages_use_up_the_allowance_sooner() -> None:
         error = await pa.run()
     assert error.reason is DisconnectReason.BREACH_OF_PROTOCOL
     assert pa.unhandled == 2  # the second one (33 tokens, 31 left) ended the peer
+
+
+class _Meter:
+    def __init__(self) -> None:
+        self.read = 0
+
+    def ingress(self, protocol: str, code: int, size: int) -> None:
+        self.read += 1
+
+    def egress(self, protocol: str, code: int, size: int) -> None:
+        pass
+
+    def unhandled(self, protocol: str, code: int, size: int) -> None:
+        pass
+
+
+async def test_large_messages_fill_the_queue_by_bytes_and_stop_the_reader() -> None:
+    # Eight 9 MiB messages queued for a slow handler would be 72 MiB for one peer: the queue's
+    # byte bound stops the reader after two are queued (plus one in the handler, one in hand).
+    release = trio.Event()
+    handled: list[int] = []
+    proto = Protocol("big", 1, 1)
+
+    @proto.handler(0)
+    async def slow(conn: ProtocolConnection, payload: bytes) -> None:
+        await release.wait()
+        handled.append(len(payload))
+
+    a, b = _pair()
+    meter = _Meter()
+    pa = make_peer(a, KEYS[1], [proto], meter=meter)
+    big = bytes(9 * 1024 * 1024)
+    async with trio.open_nursery() as n:
+        n.start_soon(pa.run)
+        for _ in range(6):
+            await b.send(16, big)
+        await trio.testing.wait_all_tasks_blocked()
+        assert meter.read == 4
+        release.set()
+        with trio.fail_after(5):
+            while len(handled) < 6:
+                await trio.sleep(0.001)
+        pa.disconnect()
+    assert meter.read == 6
