@@ -10,15 +10,15 @@ import pytest
 from p2p.crypto import PrivateKey, PublicKey
 from p2p.discover.v5wire import Codec, HandshakeCompleted, MessageReceived, Ping, Session, Whoareyou, WhoareyouReceived
 from p2p.discover.v5wire.crypto import decrypt_gcm, derive_keys, ecdh, encrypt_gcm, make_id_signature, verify_id_signature
-from p2p.enode import ENR
+from p2p.enode import ENR, NodeID
 from tests.conftest import load_vector
 from tests.discover.v5helpers import ScriptedRandom
 
 V = load_vector("discv5_wire.json")
 KEY_A = PrivateKey.from_hex(V["node_a_key"])
 KEY_B = PrivateKey.from_hex(V["node_b_key"])
-ID_A = bytes.fromhex(V["derived_by_extractor"]["node_a_id"])
-ID_B = bytes.fromhex(V["derived_by_extractor"]["node_b_id"])
+ID_A = NodeID.from_hex(V["derived_by_extractor"]["node_a_id"])
+ID_B = NodeID.from_hex(V["derived_by_extractor"]["node_b_id"])
 RECORD_A = ENR.from_rlp(bytes.fromhex(V["derived_by_extractor"]["node_a_record_rlp"]))
 RECORD_B = ENR.build(KEY_B, 1, ip="127.0.0.2", udp=30303)
 ADDR_A = ("127.0.0.1", 30303)
@@ -81,7 +81,7 @@ def test_ping_message_packet_decodes() -> None:
     codec_b = Codec(KEY_B, RECORD_B)
     codec_b.store_session(ID_A, ADDR_A, Session(write_key=bytes(16), read_key=b(p["read_key"])))
     event = codec_b.decode(b(p["packet"]), ADDR_A)
-    assert event == MessageReceived(ID_A, ADDR_A, _ping(p), b(p["nonce"]))  # type: ignore[arg-type]
+    assert event == MessageReceived(ID_A, ADDR_A, _ping(p), b(p["nonce"]))
 
 
 def test_ping_message_packet_encodes() -> None:
@@ -124,7 +124,7 @@ def test_handshake_packet_decodes(name: str) -> None:
     assert hs["whoareyou_enr_seq"] == (known.seq if known else 0)
     codec_b.encode_whoareyou(ID_A, ADDR_A, b(hs["whoareyou_request_nonce"]), known)
     event = codec_b.decode(b(p["packet"]), ADDR_A)
-    assert event == HandshakeCompleted(ID_A, ADDR_A, RECORD_A, _ping(p), b(p["nonce"]))  # type: ignore[arg-type]
+    assert event == HandshakeCompleted(ID_A, ADDR_A, RECORD_A, _ping(p), b(p["nonce"]))
     session = codec_b.session(ID_A, ADDR_A)
     assert session is not None and session.read_key == b(p["read_key"])
 
