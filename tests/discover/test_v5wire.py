@@ -49,6 +49,7 @@ from p2p.discover.v5wire import (
     encode_message,
 )
 from p2p.discover.v5wire.crypto import encrypt_gcm
+from p2p.discover.v5wire.messages import nodes_message_size
 from p2p.discover.v5wire.packet import (
     MAX_PACKET_SIZE,
     MIN_PACKET_SIZE,
@@ -215,6 +216,7 @@ def test_nodes_keep_records_byte_for_byte() -> None:
     records = tuple(ENR.build(PrivateKey.generate(rng), 1, ip="127.0.0.1", udp=1000 + i).to_rlp() for i in range(3))
     nodes = Nodes(b"\x09", 2, records)
     assert decode_message(encode_message(nodes)) == nodes
+    assert nodes_message_size(b"\x09", records) == len(encode_message(nodes))
 
 
 # ---------------------------------------------------------------------------------------

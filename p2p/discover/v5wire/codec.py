@@ -19,7 +19,6 @@ Everything else that is wrong raises one :class:`V5DecodeError` subclass.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
@@ -67,8 +66,6 @@ from p2p.discover.v5wire.packet import (
 )
 from p2p.discover.v5wire.session import BoundedCache, Session, Whoareyou
 from p2p.enode import ENR, ENRError, NodeID
-
-logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
