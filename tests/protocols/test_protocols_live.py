@@ -32,7 +32,7 @@ async def wait_for(predicate: Any, interval: float = 0.02) -> None:
 
 async def test_chat_line_of_three_nodes() -> None:
     keys = [PrivateKey.generate() for _ in range(3)]
-    chats = [ChatService(NodeID.from_pubkey(k.public_key), nick) for k, nick in zip(keys, ["a", "b", "c"])]
+    chats = [ChatService(k, nick) for k, nick in zip(keys, ["a", "b", "c"])]
     with trio.fail_after(20):
         async with line_of_nodes([[c.protocol] for c in chats], keys) as servers:
             await wait_for(lambda: len(servers[1].peers()) == 2 and len(chats[1].peers()) == 2)
