@@ -48,8 +48,8 @@ async def test_chat_line_of_three_nodes() -> None:
 
 async def test_chat_garbage_disconnects_only_that_peer() -> None:
     keys = [PrivateKey.generate() for _ in range(2)]
-    honest = ChatService(NodeID.from_pubkey(keys[0].public_key), "honest")
-    rude = Protocol("chat", 1, 2)
+    honest = ChatService(keys[0], "honest")
+    rude = Protocol("chat", 2, 2)
 
     @rude.on_run
     async def send_garbage(peer: Any, conn: Any) -> None:
@@ -110,8 +110,10 @@ def test_registry_knows_chat_and_eth() -> None:
     from p2p import protocol_registry
 
     events: list[str] = []
-    node_id = NodeID.from_pubkey(PrivateKey.generate().public_key)
-    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, emit=lambda e, **f: events.append(e))
+    key = PrivateKey.generate()
+    node_id = NodeID.from_pubkey(key.public_key)
+    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, private_key=key,
+                                                    emit=lambda e, **f: events.append(e))
     assert isinstance(chat, ChatService) and chat.node_id == node_id
     assert [p.capability for p in chat_protocols] == [chat.protocol.capability]
     eth, eth_protocols = protocol_registry.create("eth", node_id=node_id, emit=None)
