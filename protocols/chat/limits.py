@@ -35,6 +35,10 @@ PEER_BURST = 400  # messages at once (a few seconds of the full rate, e.g. after
 FORWARD_RATE = PEER_RATE / 2
 FORWARD_BURST = PEER_BURST // 2
 
+# This node's own messages (lines, announcements) go out at half the author limit the
+# neighbours apply, so that delays that bunch them on the way never make a neighbour drop them.
+OWN_RATE_SHARE = 0.5
+
 # A neighbour over its rate loses the excess; one that keeps at it is disconnected. An honest
 # neighbour paces below our rate (FORWARD_RATE), so drops mean a flooder or a broken peer; a
 # flood reaches 100 within a fraction of a second, a single overshoot does not.
@@ -66,6 +70,9 @@ class ChatLimits:
                 raise ValueError(f"{name} must be at least 1")
 
 
+_EPSILON = 1e-9  # a token short by rounding only is a token: a waiter must not spin on 1e-17 s
+
+
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
 
@@ -85,15 +92,20 @@ class TokenBucket:
     def take(self, now: float) -> bool:
         """Spend a token if there is one; False means the caller is over its rate."""
         self._refill(now)
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - _EPSILON:
             self._tokens -= 1.0
             return True
         return False
 
+    def spend(self, now: float) -> None:
+        """Spend a token even when there is none: the debt delays the next ``take``."""
+        self._refill(now)
+        self._tokens -= 1.0
+
     def delay(self, now: float) -> float:
         """Seconds until a token is available (0 when one is)."""
         self._refill(now)
-        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+        return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.rate
 
 
 K = TypeVar("K", bound=Hashable)

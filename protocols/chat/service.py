@@ -28,7 +28,7 @@ from p2p import DisconnectReason, NodeID, PeerInfo, PrivateKey, Protocol, Protoc
 from p2p.protocol import Handler
 
 from protocols.chat.gossip import Gossip, Route
-from protocols.chat.limits import ChatLimits, KeyedBuckets, Strikes, TokenBucket
+from protocols.chat.limits import OWN_RATE_SHARE, ChatLimits, KeyedBuckets, Strikes, TokenBucket
 from protocols.chat.messages import (
     HOP_LIMIT,
     MAX_NICK_BYTES,
@@ -138,8 +138,9 @@ class ChatService:
         self.gossip = Gossip(self.node_id, clock, hop_limit=hop_limit)
         self._authors: KeyedBuckets[NodeID] = KeyedBuckets(limits.author_rate, limits.author_burst,
                                                            limits.max_authors, clock)
-        # Our own lines obey the author rate the neighbours apply to us (send() waits for it).
-        self._own_rate: TokenBucket | None = None
+        # Our own messages stay within the author rate the neighbours apply to us: send() waits
+        # for a token, announcements (never delayed) spend one.
+        self._own: TokenBucket | None = None
         self._peers: dict[NodeID, _PeerEntry] = {}
         self._nicks: OrderedDict[NodeID, str] = OrderedDict()
         self._subscribers: list[trio.MemorySendChannel[TextMessage]] = []
@@ -183,10 +184,8 @@ class ChatService:
         come faster than the author rate, which the neighbours would otherwise drop."""
         # Raises ValueError on an oversized line before it waits for anything.
         encode(TextMessage(new_message_id(), self.node_id, self._nick, 0, 0, text))
-        if self._own_rate is None:
-            self._own_rate = TokenBucket(self.limits.author_rate, self.limits.author_burst, self._clock())
-        while not self._own_rate.take(self._clock()):
-            await trio.sleep(self._own_rate.delay(self._clock()))
+        while not self._own_bucket().take(self._clock()):
+            await trio.sleep(self._own_bucket().delay(self._clock()))
         msg = sign(TextMessage(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, text), self._key)
         self._route(self.gossip.originate(msg, self._peers), None)
         return msg
@@ -230,6 +229,7 @@ class ChatService:
         # The new neighbour learns our nick at once; hops at the limit keep it one hop only.
         hello = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
                               self.gossip.hop_limit, AnnounceKind.NICK), self._key)
+        self._own_bucket().spend(self._clock())
         try:
             await conn.send(MessageCode.ANNOUNCE, encode(hello))
             if not self._joined:
@@ -253,7 +253,15 @@ class ChatService:
             self._receive(conn, code, payload)
         return handle
 
+    def _own_bucket(self) -> TokenBucket:
+        # Made on first use: the clock (trio's) may only be read inside trio.run.
+        if self._own is None:
+            self._own = TokenBucket(self.limits.author_rate * OWN_RATE_SHARE,
+                                    max(1, int(self.limits.author_burst * OWN_RATE_SHARE)), self._clock())
+        return self._own
+
     def _announce(self, kind: AnnounceKind) -> None:
+        self._own_bucket().spend(self._clock())
         msg = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
                             self._announce_start, kind), self._key)
         self._route(self.gossip.originate(msg, self._peers), None)
