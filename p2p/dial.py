@@ -168,7 +168,9 @@ class InboundLimiter:
     interval: float = INBOUND_THROTTLE
     throttle_loopback: bool = False
     netrestrict: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
-    recent: dict[IPAddress, float] = field(default_factory=dict)  # ip -> time it may come again
+    max_entries: int = MAX_THROTTLE_ENTRIES
+    recent: dict[IPAddress, float] = field(default_factory=dict)  # ip -> time it may come again, oldest first
+    evicted: int = 0  # addresses forgotten early because the table was full
 
     def allowed_network(self, ip: IPAddress) -> bool:
         return self.netrestrict is None or any(ip in net for net in self.netrestrict)
@@ -179,14 +181,22 @@ class InboundLimiter:
             return "not in netrestrict"
         if ip.is_loopback and not self.throttle_loopback:
             return None
-        until = self.recent.get(ip)
+        recent = self.recent
+        until = recent.pop(ip, None)
         if until is not None and until > now:
+            recent[ip] = until
             return "too many attempts from this IP"
-        if len(self.recent) >= MAX_THROTTLE_ENTRIES:
-            self.recent = {k: t for k, t in self.recent.items() if t > now}
-            if len(self.recent) >= MAX_THROTTLE_ENTRIES:
-                return "throttle table full"
-        self.recent[ip] = now + self.interval
+        # Entries are kept in the order they expire (one interval after insertion), so the
+        # expired ones and, when still full, the oldest are at the front. A full table forgets
+        # its oldest addresses rather than refusing every new one.
+        while recent:
+            first = next(iter(recent))
+            if recent[first] > now and len(recent) < self.max_entries:
+                break
+            if recent[first] > now:
+                self.evicted += 1
+            del recent[first]
+        recent[ip] = now + self.interval
         return None
 
 

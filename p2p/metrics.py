@@ -41,8 +41,11 @@ class ServerMetrics:
         # inc() takes a lock and costs more than handling a small message.
         self._in: dict[tuple[str, int], list[int]] = {}
         self._out: dict[tuple[str, int], list[int]] = {}
-        r.register(_MessageCollector(self._in, self._out))
+        self._unhandled: dict[tuple[str, int], list[int]] = {}
+        r.register(_MessageCollector(self._in, self._out, self._unhandled))
         self.events_dropped = Counter("p2p_events_dropped", "Events not delivered to a slow subscriber", registry=r)
+        self.limits = Counter("p2p_limit_hits", "Times a bound on what peers may make us spend acted, by limit",
+                              ["limit"], registry=r)
         self.peers.labels("inbound").set(0)
         self.peers.labels("outbound").set(0)
 
@@ -60,10 +63,25 @@ class ServerMetrics:
         entry[0] += 1
         entry[1] += size
 
+    def unhandled(self, protocol: str, code: int, size: int) -> None:
+        entry = self._unhandled.get((protocol, code))
+        if entry is None:
+            entry = self._unhandled[(protocol, code)] = [0, 0]
+        entry[0] += 1
+        entry[1] += size
+
+    def watch_frame_budget(self, budget: Any) -> None:
+        """Export a :class:`p2p.rlpx.FrameBudget`'s use from now on."""
+        self.registry.register(_BudgetCollector(budget))
+
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when never set), e.g. ``value("p2p_dials_total", outcome="ok")``."""
         found = self.registry.get_sample_value(name, labels)
         return 0.0 if found is None else found
+
+    def messages_unhandled(self, protocol: str, code: int) -> int:
+        """Messages dropped so far because no handler takes them."""
+        return self._unhandled.get((protocol, code), [0, 0])[0]
 
     def messages(self, direction: str, protocol: str, code: int) -> tuple[int, int]:
         """(messages, bytes) counted so far; ``direction`` is "in" or "out"."""
@@ -86,11 +104,18 @@ class ServerMetrics:
 
 
 class _MessageCollector(Collector):
-    def __init__(self, ingress: dict[tuple[str, int], list[int]], egress: dict[tuple[str, int], list[int]]) -> None:
+    def __init__(self, ingress: dict[tuple[str, int], list[int]], egress: dict[tuple[str, int], list[int]],
+                 unhandled: dict[tuple[str, int], list[int]]) -> None:
         self._ingress = ingress
         self._egress = egress
+        self._unhandled = unhandled
 
     def collect(self) -> Iterable[Any]:
+        dropped = CounterMetricFamily("p2p_unhandled_messages", "Messages no handler takes, dropped undecompressed",
+                                      labels=["protocol", "code"])
+        for (protocol, code), (count, _size) in list(self._unhandled.items()):
+            dropped.add_metric([protocol, str(code)], float(count))
+        yield dropped
         for direction, table in (("ingress", self._ingress), ("egress", self._egress)):
             verb = "received" if direction == "ingress" else "sent"
             messages = CounterMetricFamily(f"p2p_{direction}_messages", f"Messages {verb}, by protocol and code",
@@ -130,6 +155,22 @@ class _ProtocolCollector(Collector):
 
 def _metric_name(text: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
+class _BudgetCollector(Collector):
+    def __init__(self, budget: Any) -> None:
+        self._budget = budget
+
+    def collect(self) -> Iterable[Any]:
+        used = GaugeMetricFamily("p2p_frame_budget_used_bytes", "Bytes reserved by frames being read")
+        used.add_metric([], float(self._budget.used))
+        yield used
+        waits = CounterMetricFamily("p2p_frame_budget_waits", "Frame reads that waited for the memory budget")
+        waits.add_metric([], float(self._budget.waits))
+        yield waits
+        refused = CounterMetricFamily("p2p_frame_budget_refused", "Frames larger than the whole memory budget")
+        refused.add_metric([], float(self._budget.refused))
+        yield refused
 
 
 def _snapshot(disc: Any) -> Mapping[str, Any]:

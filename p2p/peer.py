@@ -54,8 +54,22 @@ DISCONNECT_TIMEOUT = 1.0  # bound on writing our Disconnect to a peer that may n
 # reset, and a reset can discard our Disconnect before the remote has read it.
 LINGER_TIME = 2.0
 LINGER_FRAMES = 64  # frames read while lingering: what was in flight, not a whole stream
+# Bytes read (and discarded undecrypted) while lingering on an RLPx connection: what an honest
+# peer has in flight when our Disconnect reaches it, not what a flooding peer can keep sending.
+LINGER_BYTES = 1024 * 1024
 DEADLINE_SLACK = 1.0  # seconds of read-timeout precision traded for not moving the deadline per message
 QUEUE_SIZE = 8  # messages buffered per peer per protocol before the reader waits for the handler
+# Bytes of decompressed messages buffered per peer per protocol: eight 16 MiB messages would be
+# 128 MiB for one peer; this keeps it to one large message waiting beside the one being handled.
+QUEUE_BYTES = 16 * 1024 * 1024
+# Messages that no handler takes (a code without a handler, base codes 4-15) are dropped
+# undecompressed. A peer may send a few (a newer protocol version's announcements), but one that
+# keeps sending them only makes us decrypt: each costs a token per UNHANDLED_TOKEN_BYTES begun,
+# and past a burst of UNHANDLED_BURST tokens, more than UNHANDLED_RATE a second disconnects it.
+# Small announcements cost one token each; a 770 KiB snappy bomb costs 49, so two end the peer.
+UNHANDLED_BURST = 64
+UNHANDLED_RATE = 4.0
+UNHANDLED_TOKEN_BYTES = 16 * 1024
 
 # Errors a transport raises when the connection itself is unusable.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -79,6 +93,14 @@ class Transport(_TypingProtocol):
 
     async def receive(self) -> tuple[int, bytes]: ...
 
+    async def receive_raw(self) -> tuple[int, bytes]:
+        """The next message with its payload as sent (maybe still compressed)."""
+        ...
+
+    def decompress(self, code: int, data: bytes) -> bytes:
+        """The payload of a message from :meth:`receive_raw`."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -88,6 +110,8 @@ class MessageMeter(_TypingProtocol):
     def ingress(self, protocol: str, code: int, size: int) -> None: ...
 
     def egress(self, protocol: str, code: int, size: int) -> None: ...
+
+    def unhandled(self, protocol: str, code: int, size: int) -> None: ...
 
 
 def _describe(reason: DisconnectReason | int) -> str:
@@ -145,7 +169,11 @@ async def close_transport(
                         await send_eof()
                 except TRANSPORT_ERRORS:
                     linger = 0
-            if linger > 0:
+            drain = getattr(transport, "drain", None)  # RLPx connections have it
+            if linger > 0 and drain is not None:
+                with trio.move_on_after(linger):
+                    await drain(LINGER_BYTES)
+            elif linger > 0:
                 with trio.move_on_after(linger):
                     for _ in range(LINGER_FRAMES):
                         try:
@@ -163,33 +191,41 @@ class _Inbox:
     """A bounded queue of one protocol's messages from one peer, between the reader and the
     protocol's dispatcher. Lighter than a memory channel, and with hysteresis: a full queue
     wakes its reader only once half drained, so a busy peer costs one task switch per batch
-    of messages rather than per message."""
+    of messages rather than per message. Bounded in count and in bytes: a few large messages
+    fill it as many small ones do (one message is always taken, whatever its size)."""
 
-    __slots__ = ("_items", "_size", "_not_empty", "_not_full")
+    __slots__ = ("_items", "_size", "_max_bytes", "_bytes", "_not_empty", "_not_full")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = QUEUE_BYTES) -> None:
         self._items: deque[tuple[int, bytes]] = deque()
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._not_empty = trio.lowlevel.ParkingLot()
         self._not_full = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put_nowait(self, code: int, payload: bytes) -> bool:
-        if len(self._items) >= self._size:
-            return False
+    def _full(self) -> bool:
+        return len(self._items) >= self._size or (self._bytes >= self._max_bytes and bool(self._items))
+
+    def _append(self, code: int, payload: bytes) -> None:
         self._items.append((code, payload))
+        self._bytes += len(payload)
         if self._not_empty:
             self._not_empty.unpark()
+
+    def put_nowait(self, code: int, payload: bytes) -> bool:
+        if self._full():
+            return False
+        self._append(code, payload)
         return True
 
     async def put(self, code: int, payload: bytes) -> None:
-        while len(self._items) >= self._size:
+        while self._full():
             await self._not_full.park()
-        self._items.append((code, payload))
-        if self._not_empty:
-            self._not_empty.unpark()
+        self._append(code, payload)
 
     async def get(self) -> tuple[int, bytes]:
         if not self._items:
@@ -198,7 +234,8 @@ class _Inbox:
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
         item = self._items.popleft()
-        if self._not_full and len(self._items) <= self._size // 2:
+        self._bytes -= len(item[1])
+        if self._not_full and len(self._items) <= self._size // 2 and self._bytes <= self._max_bytes // 2:
             self._not_full.unpark_all()
         return item
 
@@ -264,6 +301,8 @@ class Peer:
         read_timeout: float = READ_TIMEOUT,
         linger: float = LINGER_TIME,
         meter: MessageMeter | None = None,
+        unhandled_burst: int = UNHANDLED_BURST,
+        unhandled_rate: float = UNHANDLED_RATE,
     ) -> None:
         self.transport = transport
         self.info = info
@@ -279,6 +318,11 @@ class Peer:
         self._broken = False  # the transport failed: no Disconnect can be sent
         self._closed = trio.Event()
         self.error: PeerError | None = None
+        self.unhandled = 0  # messages dropped undecompressed because no handler takes them
+        self._unhandled_burst = float(unhandled_burst)
+        self._unhandled_rate = unhandled_rate
+        self._unhandled_tokens = float(unhandled_burst)
+        self._unhandled_at = trio.current_time()
 
     # -- public -------------------------------------------------------------------------
 
@@ -374,19 +418,19 @@ class Peer:
         conns = self.conns
         now = trio.current_time
         while True:
-            code, payload = await transport.receive()
+            code, data = await transport.receive_raw()
             deadline = now() + timeout
             if deadline - scope.deadline > DEADLINE_SLACK:
                 scope.deadline = deadline
             if code < BASE_PROTOCOL_LENGTH:
                 if meter is not None:
-                    meter.ingress("p2p", code, len(payload))
+                    meter.ingress("p2p", code, len(data))
                 if code == MessageCode.PING:
                     await self.send_message(MessageCode.PONG, EMPTY_LIST)
                 elif code == MessageCode.DISCONNECT:
-                    raise RemoteDisconnected(decode_disconnect(payload))
-                # Pong only proves liveness (the read above did); other base codes are ignored
-                # as go-ethereum does.
+                    raise RemoteDisconnected(decode_disconnect(transport.decompress(code, data)))
+                elif code != MessageCode.PONG:  # Pong only proves liveness, as the read above did
+                    self._drop_unhandled("p2p", code, data)
                 continue
             for conn in conns:
                 rel = code - conn.offset
@@ -395,16 +439,36 @@ class Peer:
             else:
                 raise PeerError(f"message code {code:#x} is outside every shared protocol",
                                 DisconnectReason.BREACH_OF_PROTOCOL)
+            handlers = conn.protocol.handlers
+            if rel not in handlers:
+                self._drop_unhandled(conn.protocol.name, rel, data)
+                continue
+            payload = transport.decompress(code, data)
             if meter is not None:
                 meter.ingress(conn.protocol.name, rel, len(payload))
-            if conn.protocol.handlers:
-                inbox = conn._inbox
-                if not inbox.put_nowait(rel, payload):
-                    # The handler is behind: wait for it (backpressure on this peer only), and
-                    # do not count the wait against the remote.
-                    scope.deadline = math.inf
-                    await inbox.put(rel, payload)
-                    scope.deadline = now() + timeout
+            inbox = conn._inbox
+            if not inbox.put_nowait(rel, payload):
+                # The handler is behind: wait for it (backpressure on this peer only), and
+                # do not count the wait against the remote.
+                scope.deadline = math.inf
+                await inbox.put(rel, payload)
+                scope.deadline = now() + timeout
+
+    def _drop_unhandled(self, protocol: str, code: int, data: bytes) -> None:
+        """Drop a message no handler takes, without decompressing it; disconnect a peer that
+        keeps sending them (a token bucket of ``unhandled_burst``, refilled at ``unhandled_rate``)."""
+        self.unhandled += 1
+        if self._meter is not None:
+            self._meter.unhandled(protocol, code, len(data))
+        now = trio.current_time()
+        tokens = min(self._unhandled_burst, self._unhandled_tokens + (now - self._unhandled_at) * self._unhandled_rate)
+        self._unhandled_at = now
+        cost = 1 + len(data) // UNHANDLED_TOKEN_BYTES
+        if tokens < cost:
+            raise PeerError(f"too many messages no handler takes ({self.unhandled}, last {protocol} code {code}, "
+                            f"{len(data)} bytes)", DisconnectReason.BREACH_OF_PROTOCOL)
+        self._unhandled_tokens = tokens - cost
+        log.debug("peer %s: no %s handler for code %d, message dropped", self.info.id.short(), protocol, code)
 
     async def _ping_loop(self) -> None:
         while True:
@@ -417,9 +481,7 @@ class Peer:
         while True:
             rel, payload = await inbox.get()
             handler = handlers.get(rel)
-            if handler is None:
-                log.debug("peer %s: no %s handler for code %d, message dropped",
-                          self.info.id.short(), conn.protocol.name, rel)
+            if handler is None:  # unregistered after the reader queued it
                 continue
             try:
                 await handler(conn, payload)

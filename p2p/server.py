@@ -31,13 +31,16 @@ from p2p import dial as _dial
 from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
 from p2p.enode import ENR, IPAddress, Node, NodeID
-from p2p.hello import Hello, MatchedProtocol, PeerError, RemoteDisconnected, match_capabilities
+from p2p.hello import MAX_HELLO_SIZE, Hello, MatchedProtocol, PeerError, RemoteDisconnected, match_capabilities
+from p2p.inbound import MAX_PENDING, MAX_PENDING_PER_IP, Pending, PendingHandshakes, Verdict
 from p2p.metrics import ServerMetrics, serve_metrics
 from p2p.peer import (
     HANDSHAKE_TIMEOUT,
     LINGER_TIME,
     PING_INTERVAL,
     READ_TIMEOUT,
+    UNHANDLED_BURST,
+    UNHANDLED_RATE,
     Peer,
     Transport,
     close_transport,
@@ -45,13 +48,17 @@ from p2p.peer import (
     make_hello,
 )
 from p2p.protocol import PeerInfo, Protocol, ProtocolConnection
-from p2p.rlpx.connection import accept as rlpx_accept, connect as rlpx_connect
-from p2p.rlpx.errors import HandshakeTimeout, RLPxError
+from p2p.rlpx.budget import FRAME_MEMORY_BUDGET, FrameBudget
+from p2p.rlpx.connection import AUTH_TIMEOUT, accept as rlpx_accept, connect as rlpx_connect
+from p2p.rlpx.errors import AuthTimeout, HandshakeTimeout, MessageTooLarge, RLPxError
+from p2p.rlpx.frame import encode_code
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PEERS = 50  # go-ethereum's default --maxpeers
-MAX_PENDING = 50  # inbound handshakes in progress at once (go-ethereum's defaultMaxPendingPeers is 50)
+# The remote's first frame is its Hello (or a Disconnect), never compressed: a header that
+# announces more is refused before its body is read.
+HELLO_FRAME_LIMIT = MAX_HELLO_SIZE + len(encode_code(0))
 EVENT_BUFFER = 256  # events held per subscriber before newer ones are dropped for it
 SHUTDOWN_GRACE = 3.0  # seconds for peers to say goodbye when the server stops
 UDP_PORT_RETRIES = 8  # new random TCP ports tried when the matching UDP port is taken
@@ -146,6 +153,8 @@ def _outcome(exc: BaseException) -> str:
     if isinstance(exc, PeerError):
         r = exc.reason
         return r.name.lower() if isinstance(r, DisconnectReason) else str(r)
+    if isinstance(exc, AuthTimeout):
+        return "auth_timeout"
     if isinstance(exc, (HandshakeTimeout, trio.TooSlowError)):
         return "timeout"
     if isinstance(exc, RLPxError):
@@ -185,6 +194,11 @@ class Server:
         trusted_nodes: Iterable[Node | str] = (),
         max_peers: int = DEFAULT_MAX_PEERS,
         max_pending: int = MAX_PENDING,
+        max_pending_per_ip: int = MAX_PENDING_PER_IP,
+        auth_timeout: float = AUTH_TIMEOUT,
+        frame_memory_budget: int = FRAME_MEMORY_BUDGET,
+        unhandled_burst: int = UNHANDLED_BURST,
+        unhandled_rate: float = UNHANDLED_RATE,
         dial_ratio: int = _dial.DIAL_RATIO,
         max_active_dials: int = _dial.MAX_ACTIVE_DIALS,
         discovery: bool = True,
@@ -215,6 +229,9 @@ class Server:
         self.bootnodes = _to_nodes(bootnodes)
         self.max_peers = max_peers
         self.max_pending = max_pending
+        self.auth_timeout = auth_timeout
+        self.unhandled_burst = unhandled_burst
+        self.unhandled_rate = unhandled_rate
         self.dial_ratio = max(1, dial_ratio)
         self.discovery_enabled = discovery
         self.discovery_config = discovery_config
@@ -236,7 +253,16 @@ class Server:
         # instead of all of them crawling past. None for a lone node: ``max_active_dials`` is
         # its bound.
         self.dial_limiter = dial_limiter
-        self._trusted: set[NodeID] = {n.id for n in _to_nodes(trusted_nodes)}
+        trusted = _to_nodes(trusted_nodes)
+        self._trusted: set[NodeID] = {n.id for n in trusted}
+        # A trusted node is known by its ID, which an inbound connection shows only after its
+        # auth: its address is what exempts it from the per-address cap on handshakes.
+        self._trusted_ips: set[IPAddress] = {n.ip for n in trusted}
+        self._pending = PendingHandshakes(max_pending, max_pending_per_ip)
+        self._pending_scopes: dict[Pending, trio.CancelScope] = {}
+        self._pending_changed = trio.Event()
+        self.frame_budget = FrameBudget(frame_memory_budget)
+        self.metrics.watch_frame_budget(self.frame_budget)
         self._scheduler = _dial.DialScheduler(
             self.id, max_dial_peers=max(1, max_peers // self.dial_ratio), max_active=max_active_dials,
             history_expiry=dial_history_expiry, backoff_min=static_backoff[0], backoff_max=static_backoff[1],
@@ -251,7 +277,6 @@ class Server:
         self._slot_wakeup = trio.Event()
         self._peer_tasks = 0
         self._peer_tasks_done = trio.Event()
-        self._pending_inbound = 0
         self._tcp_port = 0
         self._local_node: Node | None = None
         self._enr: ENR | None = None
@@ -325,8 +350,14 @@ class Server:
             peer.disconnect(DisconnectReason.REQUESTED)
 
     def add_trusted_peer(self, node: Node | str | NodeID) -> None:
-        """Trusted nodes may connect even when the server is full."""
-        self._trusted.add(node if isinstance(node, NodeID) else _to_nodes([node])[0].id)
+        """Trusted nodes may connect even when the server is full (and, when given with their
+        address, from an address that holds its share of pending handshakes)."""
+        if isinstance(node, NodeID):
+            self._trusted.add(node)
+            return
+        resolved = _to_nodes([node])[0]
+        self._trusted.add(resolved.id)
+        self._trusted_ips.add(resolved.ip)
 
     def remove_trusted_peer(self, node: Node | str | NodeID) -> None:
         self._trusted.discard(node if isinstance(node, NodeID) else _to_nodes([node])[0].id)
@@ -481,53 +512,84 @@ class Server:
                 accepting.start_soon(self._accept_on, listener)
 
     async def _accept_on(self, listener: trio.SocketListener) -> None:
-        slots = trio.Semaphore(self.max_pending)
         assert self._nursery is not None
         while True:
-            # Wait for a pending-handshake slot before accepting: the rest waits in the backlog.
-            await slots.acquire()
+            # With every slot held by a connection past its auth, accept nothing: the rest
+            # waits in the kernel's backlog until a handshake ends.
+            while not self._pending.has_room():
+                await self._pending_changed.wait()
             try:
                 stream = await listener.accept()
             except OSError as exc:
-                slots.release()
                 log.warning("accept failed: %s", exc)
                 await trio.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
-            except BaseException:
-                slots.release()
-                raise
             try:
                 ip = ipaddress.ip_address(stream.socket.getpeername()[0])
                 port = int(stream.socket.getpeername()[1])
             except OSError:
-                slots.release()
                 await trio.aclose_forcefully(stream)
                 continue
-            refused = self._limiter.check(ip, trio.current_time())
-            if refused is not None or self._closing:
-                slots.release()
-                self.metrics.inbound.labels("throttled" if refused else "closing").inc()
-                log.debug("inbound connection from %s refused: %s", ip, refused or "server stopping")
-                await trio.aclose_forcefully(stream)
+            entry = await self._admit(stream, ip)
+            if entry is not None:
+                self._nursery.start_soon(self._inbound_task, stream, (str(ip), port), entry)
+
+    async def _admit(self, stream: trio.SocketStream, ip: IPAddress) -> Pending | None:
+        """A pending-handshake slot for a connection just accepted from ``ip``, or None when it
+        is refused (and closed)."""
+        now = trio.current_time()
+        evicted_before = self._limiter.evicted
+        refused = self._limiter.check(ip, now)
+        if self._limiter.evicted > evicted_before:
+            self.metrics.limits.labels("throttle_table_full").inc(self._limiter.evicted - evicted_before)
+        exempt = ip in self._trusted_ips
+        while refused is None and not self._closing:
+            admission = self._pending.admit(ip, exempt=exempt)
+            if admission.verdict is Verdict.PER_IP:
+                refused = "too many handshakes in progress from this IP"
+                self.metrics.limits.labels("pending_per_ip").inc()
+            elif admission.verdict is Verdict.FULL:
+                # Another listener took the last slot meanwhile.
+                await self._pending_changed.wait()
                 continue
-            self._nursery.start_soon(self._inbound_task, stream, (str(ip), port), slots)
+            else:
+                if admission.victim is not None:
+                    self._evict(admission.victim)
+                return self._pending.add(ip, now, exempt=exempt)
+        self.metrics.inbound.labels("throttled" if refused else "closing").inc()
+        log.debug("inbound connection from %s refused: %s", ip, refused or "server stopping")
+        await trio.aclose_forcefully(stream)
+        return None
 
-    async def _inbound_task(self, stream: trio.SocketStream, remote: tuple[str, int], slot: trio.Semaphore) -> None:
-        released = False
+    def _evict(self, entry: Pending) -> None:
+        """Give ``entry``'s slot to a newcomer: it has had its slot longest without sending auth."""
+        self._pending.evict(entry)
+        self.metrics.limits.labels("pending_evicted").inc()
+        scope = self._pending_scopes.get(entry)
+        if scope is not None:
+            scope.cancel()
+        log.debug("inbound handshake from %s evicted: no auth yet, and every slot is taken", entry.ip)
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                slot.release()
+    def _pending_done(self, entry: Pending) -> None:
+        self._pending_scopes.pop(entry, None)
+        self._pending.finished(entry)
+        # Wake whoever waits for a slot; later waiters wait for the next change.
+        self._pending_changed.set()
+        self._pending_changed = trio.Event()
 
-        self._pending_inbound += 1
+    async def _inbound_task(self, stream: trio.SocketStream, remote: tuple[str, int], entry: Pending) -> None:
         conn: Transport | None = None
-        try:
+        peer: Peer | None = None
+        with trio.CancelScope() as evictable:
+            self._pending_scopes[entry] = evictable
+            if entry.evicted:
+                evictable.cancel()
             try:
                 with trio.fail_after(self.dial_timeout):
                     conn = await rlpx_accept(stream, self.private_key, handshake_timeout=self.handshake_timeout,
-                                             read_timeout=self.read_timeout + 5)
+                                             auth_timeout=self.auth_timeout, read_timeout=self.read_timeout + 5,
+                                             first_frame_limit=HELLO_FRAME_LIMIT, budget=self.frame_budget)
+                    self._pending.authenticated(entry)
                     handshake = await self._handshake(conn, remote, inbound=True, dialed=None)
                 peer = await self._register(handshake)
             except (RLPxError, PeerError, trio.TooSlowError) as exc:
@@ -538,18 +600,20 @@ class Server:
                     await close_transport(conn, None, linger=0)
                 else:
                     await trio.aclose_forcefully(stream)
-                return
             except BaseException:
                 if conn is not None:
                     await close_transport(conn, None, linger=0)
+                else:
+                    await trio.aclose_forcefully(stream)
                 raise
             finally:
-                self._pending_inbound -= 1
-                release()
-            self.metrics.inbound.labels("ok").inc()
-            await self._run_peer(peer)
-        finally:
-            release()
+                self._pending_done(entry)
+        if evictable.cancelled_caught:
+            self.metrics.inbound.labels("evicted").inc()
+        if peer is None:
+            return
+        self.metrics.inbound.labels("ok").inc()
+        await self._run_peer(peer)
 
     # -- dialing -------------------------------------------------------------------------
 
@@ -610,7 +674,8 @@ class Server:
                     with trio.fail_after(self.dial_timeout):
                         conn = await rlpx_connect(str(node.ip), node.tcp_port, self.private_key, node.pubkey,
                                                   handshake_timeout=self.handshake_timeout,
-                                                  read_timeout=self.read_timeout + 5)
+                                                  read_timeout=self.read_timeout + 5,
+                                                  first_frame_limit=HELLO_FRAME_LIMIT, budget=self.frame_budget)
                         handshake = await self._handshake(conn, (str(node.ip), node.tcp_port), inbound=False,
                                                           dialed=node, static=(kind == "static"))
                     peer = await self._register(handshake)
@@ -704,6 +769,8 @@ class Server:
         try:
             hello = await exchange_hello(conn, local_hello, timeout=self.handshake_timeout)
         except PeerError as exc:
+            if isinstance(exc.__cause__, MessageTooLarge):
+                self.metrics.limits.labels("hello_frame_size").inc()
             send = None if exc.remote_requested or exc.reason == DisconnectReason.TCP_ERROR else exc.reason
             await close_transport(conn, send, linger=self.disconnect_linger)
             raise
@@ -729,7 +796,8 @@ class Server:
         info = PeerInfo(id=hs.node_id, client=hello.client_id, caps=hello.caps, remote=remote, inbound=hs.inbound,
                         since=time.time(), enode=enode)
         peer = Peer(hs.conn, info, hello, hs.matched, ping_interval=self.ping_interval,
-                    read_timeout=self.read_timeout, linger=self.disconnect_linger, meter=self.metrics)
+                    read_timeout=self.read_timeout, linger=self.disconnect_linger, meter=self.metrics,
+                    unhandled_burst=self.unhandled_burst, unhandled_rate=self.unhandled_rate)
         old = self._peers.get(hs.node_id)
         if old is not None:
             old.disconnect(DisconnectReason.ALREADY_CONNECTED)

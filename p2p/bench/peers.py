@@ -114,7 +114,8 @@ async def _serve(mode: str, max_peers: int) -> None:
             count()
 
         async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], discovery=False,
-                               max_peers=max_peers, max_pending=64) as server:
+                               max_peers=max_peers, max_pending=64,
+                               max_pending_per_ip=64) as server:  # every bench peer dials from 127.0.0.1
             _say(event="listening", enode=server.enode, rss=_rss())
             await commands(lambda: _say(peers=server.peer_count(), rss=_rss(), received=received,
                                         seconds=last - first))

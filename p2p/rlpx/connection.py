@@ -10,14 +10,18 @@ typed errors of :mod:`p2p.rlpx.errors`, and only ends this connection.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import trio
 
 from p2p.crypto.keys import PrivateKey, PublicKey
 from p2p.rlpx import snappy as _snappy
+from p2p.rlpx.budget import RESERVE_ABOVE, FrameBudget
 from p2p.rlpx.errors import (
+    AuthTimeout,
     ConnectionClosed,
     FrameError,
     HandshakeError,
@@ -33,6 +37,9 @@ from p2p.rlpx.handshake import MAX_HANDSHAKE_SIZE, Completed, Handshake
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds for TCP connect + auth/ack, as go-ethereum's handshakeTimeout
+# The auth message is one packet, sent right after connect: a recipient waits this long for it
+# (far less than the whole handshake's time), so a connection that sends nothing is gone soon.
+AUTH_TIMEOUT = 1.0
 READ_TIMEOUT = 30.0  # seconds per received frame, as go-ethereum's frameReadTimeout
 WRITE_TIMEOUT = 20.0  # seconds per write, as go-ethereum's frameWriteTimeout
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024  # decompressed payload limit, go-ethereum's 16 MiB
@@ -53,6 +60,8 @@ class Connection:
         write_timeout: float = WRITE_TIMEOUT,
         max_message_size: int = MAX_MESSAGE_SIZE,
         initial_data: bytes = b"",
+        first_frame_limit: int | None = None,
+        budget: FrameBudget | None = None,
     ) -> None:
         self.stream = stream
         self.remote_pubkey = remote_pubkey
@@ -66,6 +75,12 @@ class Connection:
         self._read_error: RLPxError | None = None
         self._write_error: RLPxError | None = None
         self._closed = False
+        self._budget = budget
+        # The remote's first frame is its Hello (or a Disconnect): small. Until it has arrived,
+        # a header announcing more is refused before its body is buffered.
+        self._frame_limit = codec.max_frame_size
+        if first_frame_limit is not None:
+            codec.max_frame_size = min(first_frame_limit, codec.max_frame_size)
         if initial_data:
             codec.receive_data(initial_data)
 
@@ -126,6 +141,13 @@ class Connection:
 
     async def receive(self) -> tuple[int, bytes]:
         """The next ``(code, payload)``; raises a typed :class:`RLPxError` on any failure."""
+        code, data = await self.receive_raw()
+        return code, self.decompress(code, data)
+
+    async def receive_raw(self) -> tuple[int, bytes]:
+        """The next frame's ``(code, data)`` with ``data`` as sent: still compressed when
+        :attr:`snappy` is on. A reader that will drop the message need not pay for
+        :meth:`decompress` (a small frame may declare megabytes)."""
         if self._read_error is not None:
             raise self._read_error
         if self._reading:
@@ -138,28 +160,44 @@ class Connection:
             else:
                 # A frame was already buffered: no need to yield, but honour cancellation.
                 await trio.lowlevel.checkpoint_if_cancelled()
-            code, data = frame
-            if self.snappy:
-                try:
-                    data = _snappy.decompress(data, self.max_message_size)
-                except (SnappyError, MessageTooLarge):
-                    if code != DISCONNECT_CODE:
-                        raise
-                    # Some peers (ethereumjs) send Disconnect uncompressed even after v5 Hello.
-            elif len(data) > self.max_message_size:
-                raise MessageTooLarge(len(data), self.max_message_size)
-            return code, data
-        except (FrameError, MessageTooLarge, SnappyError, ConnectionClosed, RLPxTimeout) as exc:
+            self._codec.max_frame_size = self._frame_limit
+            return frame
+        except (FrameError, MessageTooLarge, ConnectionClosed, RLPxTimeout) as exc:
             self._read_error = exc
             raise
         finally:
             self._reading = False
 
+    def decompress(self, code: int, data: bytes) -> bytes:
+        """The payload of a frame from :meth:`receive_raw`, checked against the size limit."""
+        try:
+            if self.snappy:
+                try:
+                    return _snappy.decompress(data, self.max_message_size)
+                except (SnappyError, MessageTooLarge):
+                    if code != DISCONNECT_CODE:
+                        raise
+                    # Some peers (ethereumjs) send Disconnect uncompressed even after v5 Hello.
+                    return data
+            if len(data) > self.max_message_size:
+                raise MessageTooLarge(len(data), self.max_message_size)
+            return data
+        except (MessageTooLarge, SnappyError) as exc:
+            self._read_error = exc
+            raise
+
     async def _read_frame(self) -> tuple[int, bytes]:
         codec = self._codec
+        budget = self._budget
+        reserved = 0
         try:
             with trio.fail_after(self.read_timeout):
                 while True:
+                    if budget is not None and not reserved:
+                        size = codec.announced_size
+                        if size is not None and size > RESERVE_ABOVE:
+                            await budget.reserve(size)
+                            reserved = size
                     data = await self.stream.receive_some(READ_CHUNK)
                     if not data:
                         where = "in the middle of a frame" if codec.mid_frame else "between frames"
@@ -173,6 +211,9 @@ class Connection:
             raise RLPxTimeout(f"no frame within {self.read_timeout} s ({where})") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(f"stream broke while reading: {exc!r}") from exc
+        finally:
+            if reserved:
+                budget.release(reserved)  # type: ignore[union-attr]  # reserved only with a budget
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -189,6 +230,22 @@ class Connection:
                     await self.stream.send_eof()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+
+    async def drain(self, max_bytes: int) -> None:
+        """Read and discard what the remote still sends, undecrypted, until it closes or
+        ``max_bytes`` have come: after our Disconnect, so that closing leaves nothing unread
+        (which would reset the connection) without paying to decrypt what a peer sends."""
+        if self._closed:
+            return
+        left = max_bytes
+        try:
+            while left > 0:
+                data = await self.stream.receive_some(min(READ_CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, OSError):
+            return
 
     async def aclose(self) -> None:
         """Close the stream (idempotent). Send a Disconnect first if the peer should know why."""
@@ -210,14 +267,10 @@ def _codec_for(event: Completed, max_message_size: int) -> FrameCodec:
     return FrameCodec(event.secrets, max_frame_size=limit)
 
 
-async def _handshake(stream: trio.abc.Stream, hs: Handshake, first: bytes) -> Completed:
-    if first:
-        await stream.send_all(first)
+async def _receive_message(stream: trio.abc.Stream, hs: Handshake) -> Completed:
     while True:
         event = hs.next_event()
         if isinstance(event, Completed):
-            if event.reply:
-                await stream.send_all(event.reply)
             return event
         data = await stream.receive_some(MAX_HANDSHAKE_SIZE)
         if not data:
@@ -225,12 +278,27 @@ async def _handshake(stream: trio.abc.Stream, hs: Handshake, first: bytes) -> Co
         hs.receive_data(data)
 
 
+async def _handshake(stream: trio.abc.Stream, hs: Handshake, auth_timeout: float | None) -> Completed:
+    if hs.initiator:
+        await stream.send_all(hs.initiate())
+        return await _receive_message(stream, hs)
+    try:
+        with trio.fail_after(math.inf if auth_timeout is None else auth_timeout):
+            event = await _receive_message(stream, hs)
+    except trio.TooSlowError:
+        raise AuthTimeout(f"no auth message within {auth_timeout} s") from None
+    if event.reply:
+        await stream.send_all(event.reply)
+    return event
+
+
 async def _run_handshake(
-    stream: trio.abc.Stream, hs: Handshake, timeout: float, *, close_on_error: bool = True
+    stream: trio.abc.Stream, hs: Handshake, timeout: float, *, auth_timeout: float | None = None,
+    close_on_error: bool = True,
 ) -> Completed:
     try:
         with trio.fail_after(timeout):
-            return await _handshake(stream, hs, hs.initiate() if hs.initiator else b"")
+            return await _handshake(stream, hs, auth_timeout)
     except BaseException as exc:
         if close_on_error:
             await trio.aclose_forcefully(stream)
@@ -241,18 +309,32 @@ async def _run_handshake(
         raise
 
 
-async def _authenticate(stream: trio.abc.Stream, hs: Handshake, handshake_timeout: float, read_timeout: float,
-                        write_timeout: float, max_message_size: int) -> Connection:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a connection may cost us: deadlines and sizes (see the module constants)."""
+
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    auth_timeout: float | None = AUTH_TIMEOUT  # recipient only; None: the handshake's deadline alone
+    read_timeout: float = READ_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
+    max_message_size: int = MAX_MESSAGE_SIZE
+    first_frame_limit: int | None = None  # frame-size bound until the remote's first frame
+    budget: FrameBudget | None = None  # shared by the connections of one server
+
+
+async def _authenticate(stream: trio.abc.Stream, hs: Handshake, limits: Limits) -> Connection:
     """Either side's handshake on ``stream``, then the connection over the secrets it agreed."""
-    event = await _run_handshake(stream, hs, handshake_timeout)
+    event = await _run_handshake(stream, hs, limits.handshake_timeout, auth_timeout=limits.auth_timeout)
     return Connection(
         stream,
-        _codec_for(event, max_message_size),
+        _codec_for(event, limits.max_message_size),
         event.remote_pubkey,
-        read_timeout=read_timeout,
-        write_timeout=write_timeout,
-        max_message_size=max_message_size,
+        read_timeout=limits.read_timeout,
+        write_timeout=limits.write_timeout,
+        max_message_size=limits.max_message_size,
         initial_data=event.trailing,
+        first_frame_limit=limits.first_frame_limit,
+        budget=limits.budget,
     )
 
 
@@ -261,15 +343,20 @@ async def accept(
     private_key: PrivateKey,
     *,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    auth_timeout: float | None = AUTH_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_message_size: int = MAX_MESSAGE_SIZE,
+    first_frame_limit: int | None = None,
+    budget: FrameBudget | None = None,
     rng: random.Random | None = None,
 ) -> Connection:
     """Run the recipient side on an accepted stream. On failure the stream is closed (with no
-    reply) and :class:`HandshakeError` is raised."""
+    reply) and :class:`HandshakeError` is raised (:class:`AuthTimeout` when no whole auth
+    message arrived within ``auth_timeout``)."""
     hs = Handshake(private_key, rng=rng)
-    return await _authenticate(stream, hs, handshake_timeout, read_timeout, write_timeout, max_message_size)
+    return await _authenticate(stream, hs, Limits(handshake_timeout, auth_timeout, read_timeout, write_timeout,
+                                                  max_message_size, first_frame_limit, budget))
 
 
 async def initiate(
@@ -281,11 +368,14 @@ async def initiate(
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_message_size: int = MAX_MESSAGE_SIZE,
+    first_frame_limit: int | None = None,
+    budget: FrameBudget | None = None,
     rng: random.Random | None = None,
 ) -> Connection:
     """Run the initiator side on an already open stream (``connect`` without the dial)."""
     hs = Handshake(private_key, remote_pubkey, rng=rng)
-    return await _authenticate(stream, hs, handshake_timeout, read_timeout, write_timeout, max_message_size)
+    return await _authenticate(stream, hs, Limits(handshake_timeout, None, read_timeout, write_timeout,
+                                                  max_message_size, first_frame_limit, budget))
 
 
 async def connect(
@@ -298,15 +388,19 @@ async def connect(
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_message_size: int = MAX_MESSAGE_SIZE,
+    first_frame_limit: int | None = None,
+    budget: FrameBudget | None = None,
+    local_address: str | None = None,
     rng: random.Random | None = None,
 ) -> Connection:
-    """Dial ``host:port`` and authenticate as the initiator; the whole of it (TCP connect
-    included) runs under ``handshake_timeout``. The node reached proves it holds
-    ``remote_pubkey`` by its first frame: only it could read our auth."""
+    """Dial ``host:port`` (from ``local_address`` when given) and authenticate as the
+    initiator; the whole of it (TCP connect included) runs under ``handshake_timeout``. The
+    node reached proves it holds ``remote_pubkey`` by its first frame: only it could read our
+    auth."""
     deadline = trio.current_time() + handshake_timeout
     try:
         with trio.fail_at(deadline):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, local_address=local_address)
     except trio.TooSlowError:
         raise HandshakeTimeout(f"TCP connect to {host}:{port} not finished within {handshake_timeout} s") from None
     except OSError as exc:
@@ -319,6 +413,8 @@ async def connect(
         read_timeout=read_timeout,
         write_timeout=write_timeout,
         max_message_size=max_message_size,
+        first_frame_limit=first_frame_limit,
+        budget=budget,
         rng=rng,
     )
 

@@ -15,6 +15,10 @@ class HandshakeTimeout(HandshakeError):
     """The handshake did not complete within its deadline."""
 
 
+class AuthTimeout(HandshakeTimeout):
+    """The recipient got no whole auth message within its (short) auth deadline."""
+
+
 class FrameError(RLPxError):
     """A frame that cannot be accepted: bad header or body MAC, malformed header or message code."""
 
@@ -44,6 +48,7 @@ __all__ = [
     "RLPxError",
     "HandshakeError",
     "HandshakeTimeout",
+    "AuthTimeout",
     "FrameError",
     "MessageTooLarge",
     "SnappyError",

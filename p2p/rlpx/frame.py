@@ -142,6 +142,11 @@ class FrameCodec:
         self._buf += data
 
     @property
+    def announced_size(self) -> int | None:
+        """The frame-size of a header already checked whose body is still awaited, or None."""
+        return self._body_size if self._body_size >= 0 else None
+
+    @property
     def mid_frame(self) -> bool:
         """Whether part of a frame has been received and not yet returned."""
         return self._body_size >= 0 or len(self._buf) > self._pos

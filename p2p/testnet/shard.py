@@ -54,6 +54,12 @@ def tune_gc() -> tuple[int, int, int]:
     return old
 
 
+# Every node of a local testnet dials from the same few addresses, and a process hosting
+# hundreds of nodes lags by more than a second at times: the per-address cap and the short auth
+# deadline that guard a node on the internet would only refuse honest neighbours here.
+TESTNET_INBOUND: dict[str, Any] = {"max_pending_per_ip": 1_000_000, "auth_timeout": 5.0}
+
+
 @dataclass(frozen=True, slots=True)
 class ShardSpec:
     """How a shard builds its nodes; the same for every shard of one testnet."""
@@ -192,7 +198,8 @@ class LocalShard:
         async with open_server(private_key=key, listen=(host, 0), protocols=protocols,
                                bootnodes=boot, max_peers=self._spec.max_peers,
                                dial_limiter=self._dial_limiter,
-                               discovery_config=self._discovery_config) as server:
+                               discovery_config=self._discovery_config,
+                               **TESTNET_INBOUND) as server:
             running.server = server
             task_status.started(running)
             await trio.sleep_forever()

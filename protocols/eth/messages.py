@@ -32,6 +32,8 @@ class EthCode(enum.IntEnum):
     TRANSACTIONS = 0x02
     GET_BLOCK_HEADERS = 0x03
     BLOCK_HEADERS = 0x04
+    NEW_BLOCK = 0x07
+    NEW_POOLED_TRANSACTION_HASHES = 0x08
 
 
 class EthDecodeError(Exception):

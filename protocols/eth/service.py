@@ -85,6 +85,11 @@ class EthService:
             self.protocol.handler(code)(self._sync_handler(fn))
         self.protocol.handler(EthCode.GET_BLOCK_HEADERS)(self._on_get_block_headers)
         self.protocol.handler(EthCode.BLOCK_HEADERS)(self._sync_handler(self._on_block_headers))
+        # Announcements this node does not act on: taken and ignored, so that a peer that
+        # gossips them (as every eth peer does) is not mistaken for one sending junk.
+        for code in (EthCode.NEW_BLOCK_HASHES, EthCode.TRANSACTIONS, EthCode.NEW_BLOCK,
+                     EthCode.NEW_POOLED_TRANSACTION_HASHES):
+            self.protocol.handler(code)(_ignore)
 
     # --- what applications use ---
 
@@ -234,3 +239,7 @@ def _describe(status: Status | None) -> dict[str, object] | None:
     return {"version": status.version, "network": status.network_id, "td": status.total_difficulty,
             "head": status.head_hash.hex(), "genesis": status.genesis_hash.hex(),
             "fork_id": str(status.fork_id)}
+
+
+async def _ignore(conn: ProtocolConnection, payload: bytes) -> None:
+    return None

@@ -37,6 +37,12 @@ class MemoryTransport:
         except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
             raise ConnectionClosed("remote closed") from exc
 
+    async def receive_raw(self) -> tuple[int, bytes]:
+        return await self.receive()
+
+    def decompress(self, code: int, data: bytes) -> bytes:
+        return data
+
     async def aclose(self) -> None:
         self.closed = True
         await self._send.aclose()

@@ -18,6 +18,7 @@ import trio.testing
 
 from p2p.crypto import PrivateKey
 from p2p.rlpx import (
+    AuthTimeout,
     Connection,
     ConnectionClosed,
     FrameError,
@@ -30,6 +31,7 @@ from p2p.rlpx import (
     connect,
     initiate,
 )
+from p2p.rlpx.connection import AUTH_TIMEOUT
 from p2p.rlpx.handshake import Handshake
 
 RNG = random.Random(99)
@@ -174,16 +176,39 @@ async def test_truncated_auth_then_close() -> None:
             await accept(server, KEY_B)
 
 
-async def test_truncated_auth_stalls_until_handshake_deadline(mock_clock: trio.testing.MockClock) -> None:
+async def test_truncated_auth_stalls_until_auth_deadline(mock_clock: trio.testing.MockClock) -> None:
     mock_clock.autojump_threshold = 0
     client, server = trio.testing.memory_stream_pair()
     auth = Handshake(KEY_A, KEY_B.public_key).initiate()
     await client.send_all(auth[:-1])
     start = trio.current_time()
-    with pytest.raises(HandshakeTimeout):
+    with pytest.raises(AuthTimeout):
         await accept(server, KEY_B)
-    assert trio.current_time() - start == pytest.approx(5.0)
+    assert trio.current_time() - start == pytest.approx(AUTH_TIMEOUT)
     assert await client.receive_some(1000) == b""
+
+
+async def test_without_auth_deadline_a_truncated_auth_stalls_until_handshake_deadline(
+        mock_clock: trio.testing.MockClock) -> None:
+    mock_clock.autojump_threshold = 0
+    client, server = trio.testing.memory_stream_pair()
+    auth = Handshake(KEY_A, KEY_B.public_key).initiate()
+    await client.send_all(auth[:-1])
+    start = trio.current_time()
+    with pytest.raises(HandshakeTimeout) as caught:
+        await accept(server, KEY_B, auth_timeout=None)
+    assert not isinstance(caught.value, AuthTimeout)
+    assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_auth_deadline_does_not_cover_the_ack(mock_clock: trio.testing.MockClock) -> None:
+    # A whole auth within the auth deadline: the rest of the handshake has the longer deadline.
+    mock_clock.autojump_threshold = 0
+    client, server = trio.testing.memory_stream_pair()
+    hs = Handshake(KEY_A, KEY_B.public_key)
+    await client.send_all(hs.initiate())
+    conn = await accept(server, KEY_B, auth_timeout=0.5)
+    assert conn.remote_pubkey == KEY_A.public_key
 
 
 async def test_initiator_times_out_when_no_ack(mock_clock: trio.testing.MockClock) -> None:

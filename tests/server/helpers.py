@@ -17,9 +17,10 @@ DEADLINE = 20  # seconds any single test may take on a loaded two-core machine
 
 
 async def bare_client(node: Node, key: PrivateKey, protocols: Sequence[Protocol] = (),
-                      client_id: str = "bare") -> tuple[Connection, Hello]:
-    """RLPx + Hello to ``node``; raises RemoteDisconnected if it refuses us."""
-    conn = await connect(str(node.ip), node.tcp_port, key, node.pubkey)
+                      client_id: str = "bare", local_address: str | None = None) -> tuple[Connection, Hello]:
+    """RLPx + Hello to ``node`` (from ``local_address``, e.g. 127.0.0.2, when given); raises
+    RemoteDisconnected if it refuses us."""
+    conn = await connect(str(node.ip), node.tcp_port, key, node.pubkey, local_address=local_address)
     try:
         hello = await exchange_hello(conn, make_hello(key.public_key, protocols, client_id=client_id, listen_port=0))
     except BaseException:
