@@ -18,7 +18,7 @@ import time
 
 import trio
 
-from p2p import Node, NodeID, PrivateKey, open_server
+from p2p import Node, PrivateKey, open_server
 from protocols.chat import ChatService, TextMessage
 
 
@@ -57,8 +57,8 @@ async def serve_bot(bot: ChatService, limit: int | None = None,
 async def demo() -> list[str]:
     """Start the bot and a user node connected to it; the user asks three things."""
     bot_key, user_key = PrivateKey.generate(), PrivateKey.generate()
-    bot = ChatService(NodeID.from_pubkey(bot_key.public_key), "bot")
-    user = ChatService(NodeID.from_pubkey(user_key.public_key), "user")
+    bot = ChatService(bot_key, "bot")
+    user = ChatService(user_key, "user")
     replies: list[str] = []
     async with open_server(private_key=bot_key, protocols=[bot.protocol], discovery=False) as bot_node, \
             open_server(private_key=user_key, protocols=[user.protocol], discovery=False,
@@ -79,7 +79,7 @@ async def demo() -> list[str]:
 
 async def main(enodes: list[str]) -> None:
     key = PrivateKey.generate()
-    bot = ChatService(NodeID.from_pubkey(key.public_key), "bot")
+    bot = ChatService(key, "bot")
     nodes = [Node.from_url(url) for url in enodes]
     async with open_server(private_key=key, protocols=[bot.protocol], static_nodes=nodes,
                            discovery=False) as server:

@@ -12,7 +12,7 @@ import sys
 
 import trio
 
-from p2p import NodeID, PrivateKey, open_server
+from p2p import PrivateKey, open_server
 from protocols.chat import ChatService
 
 
@@ -27,7 +27,7 @@ async def ticker(ticks: list[int], interval: float) -> None:
 
 async def main(duration: float = 1.0) -> dict[str, object]:
     key = PrivateKey.generate()
-    chat = ChatService(NodeID.from_pubkey(key.public_key), "embedded")
+    chat = ChatService(key, "embedded")
     ticks: list[int] = []
     events: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -42,7 +42,7 @@ async def main(duration: float = 1.0) -> dict[str, object]:
 
             nursery.start_soon(watch)
             other_key = PrivateKey.generate()
-            other = ChatService(NodeID.from_pubkey(other_key.public_key), "other")
+            other = ChatService(other_key, "other")
             async with open_server(private_key=other_key, protocols=[other.protocol], discovery=False,
                                    static_nodes=[node.local_node]):
                 await trio.sleep(duration)

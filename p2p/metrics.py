@@ -88,6 +88,13 @@ class ServerMetrics:
         entry = (self._in if direction == "in" else self._out).get((protocol, code), [0, 0])
         return entry[0], entry[1]
 
+    def watch_protocols(self, protocols: Iterable[Any]) -> None:
+        """Export the ``counters()`` of each protocol that has them, as
+        ``p2p_<protocol>_<name>_total`` (read at scrape time)."""
+        watched = [p for p in protocols if getattr(p, "counters", None) is not None]
+        if watched:
+            self.registry.register(_ProtocolCollector(watched))
+
     def watch_discovery(self, disc: Any) -> None:
         """Export the discovery service's counters and table size from now on."""
         self.registry.register(_DiscoveryCollector(disc))
@@ -120,6 +127,34 @@ class _MessageCollector(Collector):
                 size.add_metric([protocol, str(code)], float(total))
             yield messages
             yield size
+
+
+class _ProtocolCollector(Collector):
+    """Reads each protocol's ``counters()`` at scrape time."""
+
+    def __init__(self, protocols: list[Any]) -> None:
+        self._protocols = protocols
+
+    def collect(self) -> Iterable[Any]:
+        seen: set[str] = set()
+        for proto in self._protocols:
+            try:
+                counts = dict(proto.counters())
+            except Exception:  # a scrape must not fail because of one protocol's counters
+                log.debug("counters of protocol %s unavailable", proto.name, exc_info=True)
+                continue
+            for name, value in counts.items():
+                metric = _metric_name(f"p2p_{proto.name}_{name}")
+                if metric in seen:  # two versions of one protocol: the first one's counts
+                    continue
+                seen.add(metric)
+                family = CounterMetricFamily(metric, f"{proto.name} protocol: {name.replace('_', ' ')}")
+                family.add_metric([], float(value))
+                yield family
+
+
+def _metric_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
 
 
 class _BudgetCollector(Collector):

@@ -9,7 +9,7 @@ decodes them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol as _TypingProtocol, runtime_checkable
 
@@ -95,6 +95,8 @@ class Protocol:
     ``run(peer, conn)``, when given, is started once per peer after the handshake. It may run
     for the peer's whole life; when it returns, or raises, the peer is disconnected (as in
     go-ethereum, a protocol's run ending means the protocol is done with that peer).
+    ``counters()``, when given, returns the protocol's named counts (e.g. messages dropped by a
+    limit) for the server's metrics.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Protocol:
         run: RunFunc | None = None,
         node_info: Callable[[], Any] | None = None,
         peer_info: Callable[[ProtocolConnection], Any] | None = None,
+        counters: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
         if not name or len(name) > 8 or not name.isascii():
             raise ValueError("protocol name must be 1-8 ASCII characters, as Hello's capability names")
@@ -120,6 +123,9 @@ class Protocol:
         self.run = run
         self.node_info = node_info
         self.peer_info = peer_info
+        # Named counts the protocol keeps (drops, refusals); a server's metrics export each as
+        # ``p2p_<protocol>_<name>_total``, read when scraped so the protocol needs no Prometheus.
+        self.counters = counters
 
     @property
     def capability(self) -> Capability:

@@ -246,6 +246,7 @@ class Server:
         self.disconnect_linger = disconnect_linger
         self.metrics_addr = metrics_addr
         self.metrics = ServerMetrics()
+        self.metrics.watch_protocols(self.protocols)
         self._rng = rng if rng is not None else random.SystemRandom()
         # Shared by many servers in one process (a local testnet): bounds the handshakes running
         # at once across all of them, so that each one finishes well within its deadlines

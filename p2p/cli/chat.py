@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from p2p import NodeID, PeerAdded, PeerRemoved, PrivateKey, Server, open_server
+from p2p import PeerAdded, PeerRemoved, PrivateKey, Server, open_server
 from p2p.cli import _output
 from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
 from protocols.chat.messages import MAX_TEXT_BYTES
@@ -140,7 +140,7 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
 
 async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any]) -> None:
     printer = _Printer(args.json)
-    chat = ChatService(NodeID.from_pubkey(key.public_key), args.nick, emit=printer.event)
+    chat = ChatService(key, args.nick, emit=printer.event)
     printer.chat = chat
     async with open_server(**options, protocols=[chat.protocol]) as server:
         if args.json:

@@ -190,8 +190,7 @@ class LocalShard:
         if "chat" in self._spec.protocols:
             from protocols.chat.service import ChatService
 
-            chat = ChatService(NodeID.from_pubkey(key.public_key), nick=f"node{index}",
-                               announce_hops=ANNOUNCE_HOPS)
+            chat = ChatService(key, nick=f"node{index}", announce_hops=ANNOUNCE_HOPS)
             seen = running.received
             chat.on_message(lambda msg: seen.add(msg.id.hex()))
             running.chat = chat

@@ -5,6 +5,10 @@ than it arrived with. Two things keep this from flooding forever: the seen-set d
 message the second time it arrives (loops end there), and the hop limit bounds how far a
 message travels even if the seen-set has forgotten it. The seen-set is bounded in size and
 its entries expire, so memory stays bounded whatever the peers send.
+
+Entries are keyed by the message's ``signing_hash`` (not its ``id`` alone, which anyone can
+copy onto other content). A message is only accepted within ``TIME_WINDOW`` of our clock, so
+an entry is needed for at most twice that: after it, a replay fails the time check instead.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from dataclasses import dataclass
 
 from p2p import NodeID
 
-from protocols.chat.messages import HOP_LIMIT, ChatMessage
+from protocols.chat.limits import TIME_WINDOW
+from protocols.chat.messages import HOP_LIMIT, ChatMessage, signing_hash
 
-SEEN_CAPACITY = 8192  # IDs remembered; far more than a chat produces within SEEN_TTL
-SEEN_TTL = 300.0  # seconds; a message still circulating after 5 minutes is a stray
+# Messages remembered (about 6 MB): more than one neighbour at its full PEER_RATE brings
+# within SEEN_TTL; an entry pushed out early is counted (``evicted``).
+SEEN_CAPACITY = 32768
+# A message is accepted while its time is within TIME_WINDOW of our clock: first seen at the
+# window's start, it can come back until the window's end, 2 x TIME_WINDOW later.
+SEEN_TTL = 2 * TIME_WINDOW
 
 
 class SeenSet:
@@ -89,12 +98,22 @@ class Gossip:
 
     def originate(self, msg: ChatMessage, peers: Iterable[NodeID]) -> Route:
         """A message this node wrote: remember it (so echoes are dropped) and send to all."""
-        self.seen.add(msg.id)
+        self.seen.add(signing_hash(msg))
         return Route(deliver=False, forward=msg, to=tuple(peers))
 
-    def receive(self, msg: ChatMessage, from_peer: NodeID, peers: Iterable[NodeID]) -> Route:
-        """A message that arrived from ``from_peer`` while connected to ``peers``."""
-        if msg.sender == self.local_id or not self.seen.add(msg.id):
+    def is_duplicate(self, msg: ChatMessage, key: bytes) -> bool:
+        """True (and counted) for a message seen before or our own: a cheap check that spares
+        the signature check of every copy after the first. ``key`` is its ``signing_hash``."""
+        if msg.sender == self.local_id or key in self.seen:
+            self.duplicates += 1
+            return True
+        return False
+
+    def receive(self, msg: ChatMessage, from_peer: NodeID, peers: Iterable[NodeID], *,
+                key: bytes | None = None) -> Route:
+        """A message that arrived from ``from_peer`` while connected to ``peers``; ``key`` is
+        its ``signing_hash`` when the caller has it already."""
+        if msg.sender == self.local_id or not self.seen.add(signing_hash(msg) if key is None else key):
             self.duplicates += 1
             return Route(deliver=False, forward=None, to=())
         if msg.hops + 1 > self.hop_limit:

@@ -4,8 +4,18 @@ Every message is an RLP list. Extra trailing list elements are ignored so that a
 version can add fields (the same forward-compatibility rule devp2p's Hello follows);
 anything else that does not fit raises ``ChatDecodeError``.
 
-    Text     (code 0): [id, sender, nick, timestamp_ms, hops, text]
-    Announce (code 1): [id, sender, nick, timestamp_ms, hops, kind]
+    Text     (code 0): [id, sender, nick, timestamp_ms, hops, text, signature]
+    Announce (code 1): [id, sender, nick, timestamp_ms, hops, kind, signature]
+
+``sender`` is the author's node ID (keccak256 of its 64-byte public key) and ``signature`` the
+author's 65-byte recoverable secp256k1 signature (``r || s || v``) over
+
+    keccak256(rlp([SIGNATURE_DOMAIN, code, id, sender, nick, timestamp_ms, text or kind]))
+
+Everything but ``hops`` (which each forwarder raises) is signed, so only the holder of the
+author's node key can speak as that author; the domain keeps a chat signature from ever being
+valid for another use of the same key. ``signing_hash`` is also the message's identity in the
+seen-set: two messages with the same ``id`` but different content are different messages.
 """
 
 from __future__ import annotations
@@ -13,19 +23,22 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, replace
-from typing import Union
+from typing import TypeVar, Union
 
 import rlp
 from rlp.exceptions import DecodingError
 
-from p2p import NodeID
+from p2p import NodeID, PrivateKey
+from p2p.crypto import BadSignature, keccak256, recover
 
 MESSAGE_ID_SIZE = 16  # random, like a UUID: collisions are negligible for a chat
 MAX_NICK_BYTES = 32  # a nick is a label, not a message
 MAX_TEXT_BYTES = 4096  # one line of chat, well under one RLPx frame
-MAX_PAYLOAD_BYTES = MAX_TEXT_BYTES + 512  # text plus the fixed fields and RLP overhead
+MAX_PAYLOAD_BYTES = MAX_TEXT_BYTES + 512  # text plus the fixed fields, signature and RLP overhead
 MAX_TIMESTAMP_BYTES = 8  # uint64 milliseconds
 HOP_LIMIT = 16  # forwards a message may take; larger than any chat network's diameter
+SIGNATURE_SIZE = 65  # r || s || recovery id, as discv4 signs its packets
+SIGNATURE_DOMAIN = b"trio-devp2p chat/2 message"  # a chat signature means nothing elsewhere
 
 
 class MessageCode(enum.IntEnum):
@@ -56,6 +69,7 @@ class TextMessage:
     timestamp: int  # milliseconds since the Unix epoch, as the author's clock said
     hops: int
     text: str
+    signature: bytes = b""  # empty until signed (see ``sign``)
 
     code = MessageCode.TEXT
 
@@ -71,6 +85,7 @@ class Announce:
     timestamp: int
     hops: int
     kind: AnnounceKind
+    signature: bytes = b""  # empty until signed (see ``sign``)
 
     code = MessageCode.ANNOUNCE
 
@@ -102,7 +117,39 @@ def encode(msg: ChatMessage) -> bytes:
     else:
         last = _uint(int(msg.kind))
     return rlp.encode([msg.id, bytes(msg.sender), msg.nick.encode(), _uint(msg.timestamp),
-                       _uint(msg.hops), last])
+                       _uint(msg.hops), last, msg.signature])
+
+
+def signing_hash(msg: ChatMessage) -> bytes:
+    """The 32-byte digest the author signs: every field but ``hops`` and the signature."""
+    last = msg.text.encode() if isinstance(msg, TextMessage) else _uint(int(msg.kind))
+    return keccak256(rlp.encode([SIGNATURE_DOMAIN, _uint(int(msg.code)), msg.id, bytes(msg.sender),
+                                 msg.nick.encode(), _uint(msg.timestamp), last]))
+
+
+M = TypeVar("M", TextMessage, Announce)
+
+
+def sign(msg: M, key: PrivateKey) -> M:
+    """``msg`` signed by ``key``, which must be its author's (``msg.sender``) node key."""
+    if NodeID.from_pubkey(key.public_key) != msg.sender:
+        raise ValueError("a message is signed by its author's key only")
+    return replace(msg, signature=key.sign(signing_hash(msg)))
+
+
+class ForgedMessage(Exception):
+    """A message whose signature was not made by the author it names."""
+
+
+def check_author(msg: ChatMessage, digest: bytes) -> None:
+    """Raise ``ForgedMessage`` unless ``msg.signature`` over ``digest`` (its ``signing_hash``)
+    recovers to the public key of ``msg.sender``."""
+    try:
+        author = NodeID.from_pubkey(recover(digest, msg.signature))
+    except BadSignature as exc:
+        raise ForgedMessage(f"signature does not recover: {exc}") from None
+    if author != msg.sender:
+        raise ForgedMessage(f"signed by {author.hex()[:16]}, not by the claimed author {msg.sender.hex()[:16]}")
 
 
 def _check_text_field(name: str, value: str, limit: int) -> None:
@@ -120,11 +167,13 @@ def decode(code: int, payload: bytes) -> ChatMessage:
         items = rlp.decode(payload, strict=True)
     except DecodingError as exc:
         raise ChatDecodeError(code, f"invalid RLP: {exc}") from None
-    if not isinstance(items, list) or len(items) < 6:
-        raise ChatDecodeError(code, "expected a list of at least 6 elements")
-    if not all(isinstance(item, bytes) for item in items[:6]):
-        raise ChatDecodeError(code, "the first 6 elements must be byte strings")
-    msg_id, sender, nick_raw, ts_raw, hops_raw, last = items[:6]
+    if not isinstance(items, list) or len(items) < 7:
+        raise ChatDecodeError(code, "expected a list of at least 7 elements")
+    if not all(isinstance(item, bytes) for item in items[:7]):
+        raise ChatDecodeError(code, "the first 7 elements must be byte strings")
+    msg_id, sender, nick_raw, ts_raw, hops_raw, last, signature = items[:7]
+    if len(signature) != SIGNATURE_SIZE:
+        raise ChatDecodeError(code, f"signature must be {SIGNATURE_SIZE} bytes")
     if len(msg_id) != MESSAGE_ID_SIZE:
         raise ChatDecodeError(code, f"message ID must be {MESSAGE_ID_SIZE} bytes")
     if len(sender) != 32:
@@ -136,13 +185,13 @@ def decode(code: int, payload: bytes) -> ChatMessage:
         raise ChatDecodeError(code, f"hops {hops} beyond the limit {HOP_LIMIT}")
     if code == MessageCode.TEXT:
         text = _text(code, "text", last, MAX_TEXT_BYTES)
-        return TextMessage(msg_id, NodeID(sender), nick, timestamp, hops, text)
+        return TextMessage(msg_id, NodeID(sender), nick, timestamp, hops, text, signature)
     kind_value = _int(code, "kind", last, 1)
     try:
         kind = AnnounceKind(kind_value)
     except ValueError:
         raise ChatDecodeError(code, f"unknown announce kind {kind_value}") from None
-    return Announce(msg_id, NodeID(sender), nick, timestamp, hops, kind)
+    return Announce(msg_id, NodeID(sender), nick, timestamp, hops, kind, signature)
 
 
 def _text(code: int, name: str, raw: bytes, limit: int) -> str:

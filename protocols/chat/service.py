@@ -1,14 +1,16 @@
 """The chat protocol on a node: ``ChatService`` wires the gossip core to peers.
 
-    chat = ChatService(node_id, nick="alice")
+    chat = ChatService(key, nick="alice")
     async with open_server(private_key=key, protocols=[chat.protocol], ...) as server:
         await chat.send("hello")
         with chat.subscribe() as messages:
             async for msg in messages: ...
 
-Each peer gets a bounded outbound queue drained by the protocol's per-peer ``run`` task, so a
-slow peer only loses its own forwarded messages (counted in ``dropped``) and never stalls the
-handler that received a message or the other peers.
+Each peer gets a bounded outbox drained by the protocol's per-peer ``run`` task, so a slow
+peer only loses its own forwarded messages (counted) and never stalls the handler that
+received a message or the other peers. What a neighbour sends us passes, cheapest first: its
+rate, the message's time, the seen-set, the author's signature, the author's rate; what fails
+is dropped and counted, and a neighbour that floods or forwards a forgery is disconnected.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from dataclasses import dataclass
 
 import trio
 
-from p2p import NodeID, PeerInfo, Protocol, ProtocolConnection, ProtocolError
+from p2p import DisconnectReason, NodeID, PeerInfo, PrivateKey, Protocol, ProtocolConnection, ProtocolError
 from p2p.protocol import Handler
 
 from protocols.chat.gossip import Gossip, Route
+from protocols.chat.limits import OWN_RATE_SHARE, ChatLimits, KeyedBuckets, Strikes, TokenBucket
 from protocols.chat.messages import (
     HOP_LIMIT,
     MAX_NICK_BYTES,
@@ -33,23 +36,44 @@ from protocols.chat.messages import (
     AnnounceKind,
     ChatDecodeError,
     ChatMessage,
+    ForgedMessage,
     MessageCode,
     TextMessage,
+    check_author,
     decode,
     encode,
     new_message_id,
+    sign,
+    signing_hash,
 )
+from protocols.chat.outbox import Outbox, Source
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_NAME = "chat"
-PROTOCOL_VERSION = 1
+# 2: messages carry their author's signature and are only valid near the receiver's clock.
+PROTOCOL_VERSION = 2
 PEER_QUEUE_SIZE = 128  # messages waiting for one peer's connection before we drop
 # Announcements only take the first half of a peer's queue: a burst of joins (a whole network
 # starting) must not leave text messages without room.
 ANNOUNCE_QUEUE_SHARE = PEER_QUEUE_SIZE // 2
 SUBSCRIBER_QUEUE_SIZE = 256  # received messages an application has not read yet
 MAX_KNOWN_NICKS = 1024  # node ID -> nick entries kept for display
+
+# What ``counters()`` reports (and ``p2p node --metrics`` exports as ``p2p_chat_<name>_total``).
+COUNTERS = (
+    "dropped_peer_rate",  # a neighbour sent faster than ChatLimits.peer_rate
+    "dropped_author_rate",  # an author wrote faster than ChatLimits.author_rate
+    "dropped_time_window",  # a message's time was outside ChatLimits.time_window of our clock
+    "dropped_forged",  # a signature not made by the claimed author
+    "dropped_duplicate",  # seen before (a loop or a replay within the time window)
+    "dropped_queue",  # a neighbour's outbox was full (its share of it, see outbox.py)
+    "dropped_subscriber",  # an application did not read its subscription in time
+    "disconnected_flood",  # neighbours disconnected for exceeding their rate persistently
+    "disconnected_forged",  # neighbours disconnected for passing on a forged message
+    "seen_evicted",  # seen-set entries pushed out before their time (it was full)
+    "signatures_verified",  # signature checks made (the CPU a neighbour can make us spend)
+)
 
 Emit = Callable[..., None]
 
@@ -61,25 +85,41 @@ class ChatPeer:
 
 
 class _PeerEntry:
-    __slots__ = ("conn", "send", "receive")
+    """One neighbour's outbound side: its outbox and the pacing of what we send it."""
 
-    def __init__(self, conn: ProtocolConnection) -> None:
+    __slots__ = ("conn", "outbox", "pace", "wakeup")
+
+    def __init__(self, conn: ProtocolConnection, limits: ChatLimits, now: float) -> None:
         self.conn = conn
-        self.send, self.receive = trio.open_memory_channel[ChatMessage](PEER_QUEUE_SIZE)
+        self.outbox = Outbox(PEER_QUEUE_SIZE, ANNOUNCE_QUEUE_SHARE)
+        self.pace = TokenBucket(limits.forward_rate, limits.forward_burst, now)
+        self.wakeup = trio.Event()
+
+
+class _Ingress:
+    """One connection's inbound side: its rate and its recent drops."""
+
+    __slots__ = ("bucket", "strikes")
+
+    def __init__(self, limits: ChatLimits, now: float) -> None:
+        self.bucket = TokenBucket(limits.peer_rate, limits.peer_burst, now)
+        self.strikes = Strikes(limits.peer_max_drops, limits.peer_drop_window)
 
 
 class ChatService:
     """A node's chat: send lines, receive everyone's, know the peers and their nicks.
 
-    ``node_id`` is the local node's ID (``NodeID.from_pubkey(key.public_key)``): it is the
-    author of the messages this node writes. ``emit(event, **fields)`` is called for each
-    received message (``chat_message``) and announcement (``chat_announce``), for a CLI.
+    ``key`` is the local node's key: its node ID is the author of the messages this node
+    writes, and it signs them. ``emit(event, **fields)`` is called for each received message
+    (``chat_message``) and announcement (``chat_announce``), for a CLI. ``limits`` bounds what
+    neighbours and authors can make this node spend (see ``protocols.chat.limits``).
     """
 
-    def __init__(self, node_id: NodeID, nick: str, *, emit: Emit | None = None,
+    def __init__(self, key: PrivateKey, nick: str, *, emit: Emit | None = None,
                  clock: Callable[[], float] = trio.current_time,
                  wall_clock: Callable[[], float] = time.time,
-                 hop_limit: int = HOP_LIMIT, announce_hops: int | None = None) -> None:
+                 hop_limit: int = HOP_LIMIT, announce_hops: int | None = None,
+                 limits: ChatLimits = ChatLimits()) -> None:
         """``announce_hops`` bounds how far this node's join, nick and leave announcements
         travel (None: the whole network, as text does). Every node's join flooding the whole
         network costs nodes x links messages, which many nodes simulated in one process
@@ -88,21 +128,30 @@ class ChatService:
         if announce_hops is not None and not 1 <= announce_hops <= hop_limit:
             raise ValueError(f"announce_hops must be 1..{hop_limit}")
         self._announce_start = 0 if announce_hops is None else hop_limit - announce_hops
-        self.node_id = node_id
+        self._key = key
+        self.node_id = NodeID.from_pubkey(key.public_key)
+        self.limits = limits
         self._nick = nick
         self._emit = emit
+        self._clock = clock
         self._wall_clock = wall_clock
-        self.gossip = Gossip(node_id, clock, hop_limit=hop_limit)
+        self.gossip = Gossip(self.node_id, clock, hop_limit=hop_limit)
+        self._authors: KeyedBuckets[NodeID] = KeyedBuckets(limits.author_rate, limits.author_burst,
+                                                           limits.max_authors, clock)
+        # Our own messages stay within the author rate the neighbours apply to us: send() waits
+        # for a token, announcements (never delayed) spend one.
+        self._own: TokenBucket | None = None
         self._peers: dict[NodeID, _PeerEntry] = {}
         self._nicks: OrderedDict[NodeID, str] = OrderedDict()
         self._subscribers: list[trio.MemorySendChannel[TextMessage]] = []
         self._callbacks: list[Callable[[TextMessage], None]] = []
         self._joined = False
-        self.dropped = 0  # outbound messages dropped because a peer's queue was full
-        self.dropped_text = 0  # of which text messages
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self.dropped_text = 0  # of the outbox drops, text messages
         self.protocol = Protocol(PROTOCOL_NAME, PROTOCOL_VERSION, len(MessageCode), run=self._run,
                                  node_info=lambda: {"nick": self._nick},
-                                 peer_info=lambda conn: {"nick": self._nicks.get(conn.peer.id)})
+                                 peer_info=lambda conn: {"nick": self._nicks.get(conn.peer.id)},
+                                 counters=self.counters)
         for code in MessageCode:
             self.protocol.handler(code)(self._handler(code))
 
@@ -112,6 +161,18 @@ class ChatService:
     def nick(self) -> str:
         return self._nick
 
+    @property
+    def dropped(self) -> int:
+        """Messages dropped on the way out: a neighbour's outbox or a subscription was full."""
+        return self._counts["dropped_queue"] + self._counts["dropped_subscriber"]
+
+    def counters(self) -> dict[str, int]:
+        """What the limits did so far (see ``COUNTERS``)."""
+        counts = dict(self._counts)
+        counts["dropped_duplicate"] = self.gossip.duplicates
+        counts["seen_evicted"] = self.gossip.seen.evicted
+        return counts
+
     def peers(self) -> list[ChatPeer]:
         return [ChatPeer(entry.conn.peer, self._nicks.get(peer_id)) for peer_id, entry in self._peers.items()]
 
@@ -119,10 +180,14 @@ class ChatService:
         return self._nicks.get(node_id)
 
     async def send(self, text: str) -> TextMessage:
-        """Write a line to the whole network; returns the message as sent."""
-        msg = TextMessage(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, text)
-        encode(msg)  # raises ValueError on an oversized line before anything is queued
-        self._route(self.gossip.originate(msg, self._peers))
+        """Write a line to the whole network; returns the message as sent. Waits when lines
+        come faster than the author rate, which the neighbours would otherwise drop."""
+        # Raises ValueError on an oversized line before it waits for anything.
+        encode(TextMessage(new_message_id(), self.node_id, self._nick, 0, 0, text))
+        while not self._own_bucket().take(self._clock()):
+            await trio.sleep(self._own_bucket().delay(self._clock()))
+        msg = sign(TextMessage(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, text), self._key)
+        self._route(self.gossip.originate(msg, self._peers), None)
         return msg
 
     async def set_nick(self, nick: str) -> None:
@@ -134,7 +199,7 @@ class ChatService:
         """Tell the network this node is leaving, and give the queues a moment to drain."""
         self._announce(AnnounceKind.LEAVE)
         with trio.move_on_after(1.0):
-            while any(entry.receive.statistics().current_buffer_used for entry in self._peers.values()):
+            while any(len(entry.outbox) for entry in self._peers.values()):
                 await trio.sleep(0.01)
 
     @contextmanager
@@ -160,16 +225,24 @@ class ChatService:
         # runs, or for an old connection still delivering while a new one replaced it) could
         # be left with nobody draining it, and every later message to that peer would be
         # dropped. A newer connection to the same node replaces the older one's queue.
-        entry = self._peers[peer.id] = _PeerEntry(conn)
+        entry = self._peers[peer.id] = _PeerEntry(conn, self.limits, self._clock())
         # The new neighbour learns our nick at once; hops at the limit keep it one hop only.
-        hello = Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
-                         self.gossip.hop_limit, AnnounceKind.NICK)
+        hello = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
+                              self.gossip.hop_limit, AnnounceKind.NICK), self._key)
+        self._own_bucket().spend(self._clock())
         try:
             await conn.send(MessageCode.ANNOUNCE, encode(hello))
             if not self._joined:
                 self._joined = True
                 self._announce(AnnounceKind.JOIN)
-            async for msg in entry.receive:
+            while True:
+                msg = entry.outbox.pop()
+                if msg is None:
+                    entry.wakeup = trio.Event()
+                    await entry.wakeup.wait()
+                    continue
+                while not entry.pace.take(self._clock()):
+                    await trio.sleep(entry.pace.delay(self._clock()))
                 await conn.send(msg.code, encode(msg))
         finally:
             if self._peers.get(peer.id) is entry:
@@ -180,37 +253,72 @@ class ChatService:
             self._receive(conn, code, payload)
         return handle
 
-    def _announce(self, kind: AnnounceKind) -> None:
-        msg = Announce(new_message_id(), self.node_id, self._nick, self._now_ms(), self._announce_start, kind)
-        self._route(self.gossip.originate(msg, self._peers))
+    def _own_bucket(self) -> TokenBucket:
+        # Made on first use: the clock (trio's) may only be read inside trio.run.
+        if self._own is None:
+            self._own = TokenBucket(self.limits.author_rate * OWN_RATE_SHARE,
+                                    max(1, int(self.limits.author_burst * OWN_RATE_SHARE)), self._clock())
+        return self._own
 
-    def _route(self, route: Route) -> None:
+    def _announce(self, kind: AnnounceKind) -> None:
+        self._own_bucket().spend(self._clock())
+        msg = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
+                            self._announce_start, kind), self._key)
+        self._route(self.gossip.originate(msg, self._peers), None)
+
+    def _route(self, route: Route, source: Source) -> None:
         if route.forward is None:
             return
-        text = isinstance(route.forward, TextMessage)
         for peer_id in route.to:
             entry = self._peers.get(peer_id)
             if entry is None:
                 continue
-            try:
-                if not text and entry.send.statistics().current_buffer_used >= ANNOUNCE_QUEUE_SHARE:
-                    raise trio.WouldBlock
-                entry.send.send_nowait(route.forward)
-            except trio.WouldBlock:
-                self.dropped += 1
-                self.dropped_text += text
-                logger.debug("chat: queue of peer %s full, dropped a message", peer_id.short())
-            except trio.BrokenResourceError:
-                pass
+            dropped = entry.outbox.put(source, route.forward)
+            entry.wakeup.set()
+            if dropped is not None:
+                self._counts["dropped_queue"] += 1
+                self.dropped_text += isinstance(dropped, TextMessage)
+                logger.debug("chat: outbox of peer %s full, dropped a message", peer_id.short())
 
     def _receive(self, conn: ProtocolConnection, code: int, payload: bytes) -> None:
+        # Cheapest checks first: a neighbour's tokens before decoding's result is trusted any
+        # further, the clock and the seen-set before the signature (which costs the most).
+        now = self._clock()
+        ingress = conn.state.get("chat")
+        if not isinstance(ingress, _Ingress):
+            ingress = conn.state["chat"] = _Ingress(self.limits, now)
+        if not ingress.bucket.take(now):
+            self._counts["dropped_peer_rate"] += 1
+            if ingress.strikes.add(now):
+                self._counts["disconnected_flood"] += 1
+                raise ProtocolError(f"chat: over {self.limits.peer_rate:g} messages/s persistently",
+                                    DisconnectReason.SUBPROTOCOL_ERROR)
+            return
         try:
             msg = decode(code, payload)
         except ChatDecodeError as exc:
             raise ProtocolError(str(exc)) from None
+        if abs(msg.timestamp / 1000 - self._wall_clock()) > self.limits.time_window:
+            self._counts["dropped_time_window"] += 1
+            return
+        key = signing_hash(msg)
+        if self.gossip.is_duplicate(msg, key):
+            return
+        self._counts["signatures_verified"] += 1
+        try:
+            check_author(msg, key)
+        except ForgedMessage as exc:
+            # The neighbour should have checked before forwarding: it forged it or passes on
+            # whatever it gets, and either way it is no longer a peer of ours.
+            self._counts["dropped_forged"] += 1
+            self._counts["disconnected_forged"] += 1
+            raise ProtocolError(f"chat: forged message: {exc}", DisconnectReason.BREACH_OF_PROTOCOL) from None
+        if not self._authors.take(msg.sender):
+            self._counts["dropped_author_rate"] += 1
+            return
         self._remember_nick(msg.sender, msg.nick)
-        route = self.gossip.receive(msg, conn.peer.id, list(self._peers))
-        self._route(route)
+        route = self.gossip.receive(msg, conn.peer.id, list(self._peers), key=key)
+        self._route(route, conn.peer.id)
         if not route.deliver:
             return
         if isinstance(msg, TextMessage):
@@ -229,7 +337,7 @@ class ChatService:
             try:
                 channel.send_nowait(msg)
             except (trio.WouldBlock, trio.BrokenResourceError):
-                self.dropped += 1
+                self._counts["dropped_subscriber"] += 1
 
     def _remember_nick(self, node_id: NodeID, nick: str) -> None:
         self._nicks[node_id] = nick
@@ -247,4 +355,3 @@ class ChatService:
 def _check_nick(nick: str) -> None:
     if not nick or len(nick.encode()) > MAX_NICK_BYTES:
         raise ValueError(f"a nick is 1-{MAX_NICK_BYTES} bytes of UTF-8")
-

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import trio
 
-from p2p import NodeID
-from protocols.chat.messages import HOP_LIMIT, Announce, AnnounceKind, MessageCode, TextMessage, encode
-from protocols.chat.service import ANNOUNCE_QUEUE_SHARE, PEER_QUEUE_SIZE, ChatService, _PeerEntry
-from protocols.chat.gossip import Route
+from p2p import NodeID, PrivateKey
+from protocols.chat.messages import HOP_LIMIT, Announce, AnnounceKind, MessageCode, TextMessage, encode, sign
+from protocols.chat.outbox import Outbox
+from protocols.chat.service import ANNOUNCE_QUEUE_SHARE, PEER_QUEUE_SIZE, ChatService
 from protocols_memnet import connect
 
-IDS = [NodeID(bytes([i]) * 32) for i in range(1, 6)]
+KEYS = [PrivateKey(bytes([i]) * 32) for i in range(1, 6)]
+IDS = [NodeID.from_pubkey(k.public_key) for k in KEYS]
 
 
 class _FakeConn:
@@ -19,32 +20,44 @@ class _FakeConn:
         class _Info:
             id = peer_id
         self.peer = _Info()
+        self.state: dict[str, object] = {}
 
 
 def test_announcements_leave_room_for_text() -> None:
-    chat = ChatService(IDS[0], "a")
-    entry = _PeerEntry(_FakeConn(IDS[1]))  # type: ignore[arg-type]
-    chat._peers[IDS[1]] = entry  # nobody drains it: a peer whose connection is stalled
-    for i in range(PEER_QUEUE_SIZE):
-        ann = Announce(i.to_bytes(16, "big"), IDS[2], "c", 1, 0, AnnounceKind.JOIN)
-        chat._route(Route(deliver=False, forward=ann, to=(IDS[1],)))
-    assert entry.receive.statistics().current_buffer_used == ANNOUNCE_QUEUE_SHARE
-    assert chat.dropped == PEER_QUEUE_SIZE - ANNOUNCE_QUEUE_SHARE and chat.dropped_text == 0
+    box = Outbox(PEER_QUEUE_SIZE, ANNOUNCE_QUEUE_SHARE)  # nobody drains it: a stalled peer
+    dropped = [box.put(IDS[2], Announce(i.to_bytes(16, "big"), IDS[2], "c", 1, 0, AnnounceKind.JOIN))
+               for i in range(PEER_QUEUE_SIZE)]
+    assert len(box) == ANNOUNCE_QUEUE_SHARE
+    assert sum(d is not None for d in dropped) == PEER_QUEUE_SIZE - ANNOUNCE_QUEUE_SHARE
     for i in range(PEER_QUEUE_SIZE - ANNOUNCE_QUEUE_SHARE):
-        text = TextMessage((1000 + i).to_bytes(16, "big"), IDS[2], "c", 1, 0, "hi")
-        chat._route(Route(deliver=False, forward=text, to=(IDS[1],)))
-    assert entry.receive.statistics().current_buffer_used == PEER_QUEUE_SIZE
-    assert chat.dropped_text == 0
-    chat._route(Route(deliver=False, forward=TextMessage(b"\x99" * 16, IDS[2], "c", 1, 0, "x"), to=(IDS[1],)))
-    assert chat.dropped_text == 1  # a full queue still drops, and says so
+        assert box.put(IDS[2], TextMessage((1000 + i).to_bytes(16, "big"), IDS[2], "c", 1, 0, "hi")) is None
+    assert len(box) == PEER_QUEUE_SIZE
+    last = TextMessage(b"\x99" * 16, IDS[2], "c", 1, 0, "x")
+    assert box.put(IDS[2], last) is last  # a full outbox still drops, and says which
+
+
+def test_a_flooding_source_fills_only_its_share_of_an_outbox() -> None:
+    box = Outbox(10, 5)
+    flood = [TextMessage(i.to_bytes(16, "big"), IDS[3], "f", 1, 0, "spam") for i in range(100)]
+    for msg in flood:
+        box.put(IDS[3], msg)
+    honest = [TextMessage((500 + i).to_bytes(16, "big"), IDS[0], "a", 1, 0, f"line {i}") for i in range(4)]
+    for msg in honest:
+        assert box.put(IDS[1], msg) is not None and len(box) == 10  # room made from the flood
+    order = [box.pop() for _ in range(10)]
+    assert box.pop() is None
+    # Sources take turns: the honest lines go out among the first, in their order.
+    assert [m for m in order[:8] if m in honest] == honest
+    assert [m for m in order if m in flood] == flood[:6]
 
 
 async def test_a_message_from_a_peer_makes_no_queue() -> None:
     """A queue made on receipt could outlive its connection with nobody draining it (then
     every later message to that peer would be dropped): only the peer's run task makes one."""
-    chat = ChatService(IDS[0], "a")
-    text = TextMessage(b"\x01" * 16, IDS[2], "c", 1, 0, "hello")
+    chat = ChatService(KEYS[0], "a", wall_clock=lambda: 1.0)
+    text = sign(TextMessage(b"\x01" * 16, IDS[2], "c", 1, 0, "hello"), KEYS[2])
     chat._receive(_FakeConn(IDS[1]), MessageCode.TEXT, encode(text))  # type: ignore[arg-type]
+    assert chat.nick_of(IDS[2]) == "c"  # it was accepted
     assert IDS[1] not in chat._peers
 
 
@@ -54,9 +67,9 @@ async def test_announce_hops_bound_how_far_a_join_travels() -> None:
     def recorder(k: int):  # type: ignore[no-untyped-def]
         return lambda event, **f: events[k].append((event, str(f.get("nick"))))
 
-    a = ChatService(IDS[0], "alice", emit=recorder(0), announce_hops=1)
-    b = ChatService(IDS[1], "bob", emit=recorder(1))
-    c = ChatService(IDS[2], "carol", emit=recorder(2))
+    a = ChatService(KEYS[0], "alice", emit=recorder(0), announce_hops=1)
+    b = ChatService(KEYS[1], "bob", emit=recorder(1))
+    c = ChatService(KEYS[2], "carol", emit=recorder(2))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await connect(nursery, IDS[1], b.protocol, IDS[2], c.protocol)
@@ -77,4 +90,4 @@ def test_announce_hops_is_checked() -> None:
 
     for bad in (0, HOP_LIMIT + 1):
         with pytest.raises(ValueError):
-            ChatService(IDS[0], "a", announce_hops=bad)
+            ChatService(KEYS[0], "a", announce_hops=bad)

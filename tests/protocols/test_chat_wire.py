@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 import rlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p import NodeID
+from p2p import NodeID, PrivateKey
+from p2p.crypto import keccak256
 from protocols.chat.gossip import Gossip, SeenSet
 from protocols.chat.messages import (
     HOP_LIMIT,
     MAX_TEXT_BYTES,
+    SIGNATURE_DOMAIN,
     Announce,
     AnnounceKind,
     ChatDecodeError,
+    ForgedMessage,
     MessageCode,
     TextMessage,
+    check_author,
     decode,
     encode,
+    sign,
+    signing_hash,
 )
 
-A = NodeID(b"\xaa" * 32)
-B = NodeID(b"\xbb" * 32)
-C = NodeID(b"\xcc" * 32)
-D = NodeID(b"\xdd" * 32)
+KEYS = [PrivateKey(bytes([i]) * 32) for i in range(1, 5)]
+A, B, C, D = (NodeID.from_pubkey(k.public_key) for k in KEYS)
 
 
 def text(msg_id: bytes = b"\x01" * 16, sender: NodeID = A, hops: int = 0, body: str = "hi") -> TextMessage:
-    return TextMessage(msg_id, sender, "alice", 1_700_000_000_123, hops, body)
+    msg = TextMessage(msg_id, sender, "alice", 1_700_000_000_123, hops, body)
+    authors = [A, B, C, D]
+    return sign(msg, KEYS[authors.index(sender)]) if sender in authors else msg  # routing needs no signature
 
 
 def test_text_round_trip_and_layout() -> None:
@@ -41,12 +48,41 @@ def test_text_round_trip_and_layout() -> None:
     assert items[0] == b"\x01" * 16 and items[1] == bytes(A)
     assert items[2] == b"alice" and int.from_bytes(items[3], "big") == 1_700_000_000_123
     assert items[4] == b"" and items[5] == "héllo ✓".encode()
+    assert items[6] == msg.signature and len(msg.signature) == 65
 
 
 def test_announce_round_trip() -> None:
     for kind in AnnounceKind:
-        msg = Announce(b"\x02" * 16, B, "bob", 5, 3, kind)
+        msg = sign(Announce(b"\x02" * 16, B, "bob", 5, 3, kind), KEYS[1])
         assert decode(MessageCode.ANNOUNCE, encode(msg)) == msg
+        check_author(msg, signing_hash(msg))
+
+
+def test_signature_covers_the_content_and_the_domain() -> None:
+    msg = text()
+    expected = keccak256(rlp.encode([SIGNATURE_DOMAIN, b"", msg.id, bytes(A), b"alice",
+                                     (1_700_000_000_123).to_bytes(6, "big"), b"hi"]))
+    assert signing_hash(msg) == expected
+    check_author(msg, signing_hash(msg))
+    check_author(msg.forwarded(), signing_hash(msg.forwarded()))  # hops are not signed
+    for changed in (replace(msg, text="ho"), replace(msg, nick="mallory"), replace(msg, timestamp=1),
+                    replace(msg, id=b"\x02" * 16), replace(msg, sender=B)):
+        with pytest.raises(ForgedMessage):
+            check_author(changed, signing_hash(changed))
+    # The same fields as an announcement (code 1) are a different statement.
+    assert signing_hash(msg) != signing_hash(Announce(msg.id, A, "alice", msg.timestamp, 0, AnnounceKind.JOIN))
+
+
+def test_a_forger_cannot_speak_as_another_author() -> None:
+    claimed = TextMessage(b"\x07" * 16, A, "alice", 1, 0, "I am alice")
+    with pytest.raises(ValueError):
+        sign(claimed, KEYS[2])  # our own key refuses to sign for someone else
+    forged = replace(claimed, signature=KEYS[2].sign(signing_hash(claimed)))  # mallory's key
+    with pytest.raises(ForgedMessage, match="claimed author"):
+        check_author(forged, signing_hash(forged))
+    for garbage in (b"\x00" * 65, b"\xff" * 64 + b"\x07"):
+        with pytest.raises(ForgedMessage, match="recover"):
+            check_author(replace(claimed, signature=garbage), signing_hash(claimed))
 
 
 def test_extra_trailing_elements_are_ignored() -> None:
@@ -59,7 +95,8 @@ def good_items() -> list[object]:
 
 
 @pytest.mark.parametrize("mutate, why", [
-    (lambda it: it[:5], "6 elements"),
+    (lambda it: it[:6], "7 elements"),
+    (lambda it: it[:6] + [it[6][:64]], "signature"),
     (lambda it: [it[0][:15]] + it[1:], "message ID"),
     (lambda it: [it[0], it[1][:31]] + it[2:], "32-byte"),
     (lambda it: it[:2] + [b"x" * 33] + it[3:], "nick"),
@@ -67,7 +104,7 @@ def good_items() -> list[object]:
     (lambda it: it[:3] + [b"\x00\x01"] + it[4:], "leading zero"),
     (lambda it: it[:3] + [b"\x01" * 9] + it[4:], "timestamp"),
     (lambda it: it[:4] + [bytes([HOP_LIMIT + 1])] + it[5:], "hops"),
-    (lambda it: it[:5] + [[b"nested"]], "byte strings"),
+    (lambda it: it[:5] + [[b"nested"]] + it[6:], "byte strings"),
 ])
 def test_malformed_text_is_rejected(mutate, why) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ChatDecodeError, match=why):
@@ -83,7 +120,7 @@ def test_malformed_payloads() -> None:
         decode(MessageCode.TEXT, rlp.encode([b"x" * (MAX_TEXT_BYTES + 1000)]))
     with pytest.raises(ChatDecodeError, match="unknown message code"):
         decode(7, encode(text()))
-    bad_kind = list(rlp.decode(encode(Announce(b"\x02" * 16, B, "bob", 5, 0, AnnounceKind.JOIN))))
+    bad_kind = list(rlp.decode(encode(sign(Announce(b"\x02" * 16, B, "bob", 5, 0, AnnounceKind.JOIN), KEYS[1]))))
     bad_kind[5] = b"\x09"
     with pytest.raises(ChatDecodeError, match="announce kind"):
         decode(MessageCode.ANNOUNCE, rlp.encode(bad_kind))
@@ -128,6 +165,24 @@ def test_seen_set_is_bounded() -> None:
         seen.add(i.to_bytes(4, "big"))
     assert len(seen) == 100 and seen.evicted == 900
     assert (999).to_bytes(4, "big") in seen and (0).to_bytes(4, "big") not in seen
+
+
+def test_seen_set_outlives_the_time_window() -> None:
+    from protocols.chat.gossip import SEEN_TTL
+    from protocols.chat.limits import TIME_WINDOW
+
+    assert SEEN_TTL >= 2 * TIME_WINDOW  # first seen at the window's start, valid till its end
+
+
+def test_gossip_keys_messages_by_content_not_id() -> None:
+    """Mallory copying alice's message ID onto her own signed text must not make nodes drop
+    alice's message as a duplicate."""
+    g = Gossip(D, FakeClock())
+    mallory = sign(TextMessage(b"\x01" * 16, C, "mallory", 1_700_000_000_123, 0, "first!"), KEYS[2])
+    assert g.receive(mallory, from_peer=C, peers=[C]).deliver
+    assert not g.is_duplicate(text(), signing_hash(text()))
+    assert g.receive(text(), from_peer=B, peers=[B]).deliver
+    assert g.is_duplicate(text(hops=3), signing_hash(text(hops=3)))  # hops raised: still a copy
 
 
 def test_gossip_forwards_unseen_to_other_peers_once() -> None:

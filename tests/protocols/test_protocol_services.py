@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import rlp
 import trio
 import trio.testing
 
-from p2p import DisconnectReason, NodeID
-from protocols.chat.messages import HOP_LIMIT, MessageCode, TextMessage, encode
+from p2p import DisconnectReason, NodeID, PrivateKey
+from protocols.chat.messages import HOP_LIMIT, MessageCode, TextMessage, encode, sign
 from protocols.chat.service import ChatService
 from protocols.eth.chain import MAINNET_GENESIS, BlockHeader, Chain
 from protocols.eth.forkid import MAINNET, ChainConfig, ForkID
@@ -18,14 +19,15 @@ from protocols.eth.messages import EthCode, GetBlockHeaders, Status
 from protocols.eth.service import EthRequestError, EthService
 from protocols_memnet import Link, connect
 
-IDS = [NodeID(bytes([i]) * 32) for i in range(1, 6)]
+KEYS = [PrivateKey(bytes([i]) * 32) for i in range(1, 6)]
+IDS = [NodeID.from_pubkey(k.public_key) for k in KEYS]
 
 
 async def test_chat_reaches_a_node_two_hops_away() -> None:
     events: list[tuple[str, dict[str, object]]] = []
-    a = ChatService(IDS[0], "alice")
-    b = ChatService(IDS[1], "bob")
-    c = ChatService(IDS[2], "carol", emit=lambda event, **f: events.append((event, f)))
+    a = ChatService(KEYS[0], "alice")
+    b = ChatService(KEYS[1], "bob")
+    c = ChatService(KEYS[2], "carol", emit=lambda event, **f: events.append((event, f)))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -45,7 +47,7 @@ async def test_chat_reaches_a_node_two_hops_away() -> None:
 
 
 async def test_chat_triangle_delivers_once() -> None:
-    services = [ChatService(IDS[i], f"n{i}") for i in range(3)]
+    services = [ChatService(KEYS[i], f"n{i}") for i in range(3)]
     received: list[list[TextMessage]] = [[], [], []]
     for i, s in enumerate(services):
         s.on_message(received[i].append)
@@ -66,8 +68,8 @@ async def test_chat_triangle_delivers_once() -> None:
 
 @pytest.mark.parametrize("payload", [b"\xc1", rlp.encode([b"short"]), b"", rlp.encode(b"x")])
 async def test_chat_malformed_payload_disconnects_with_subprotocol_error(payload: bytes) -> None:
-    a = ChatService(IDS[0], "alice")
-    b = ChatService(IDS[1], "bob")
+    a = ChatService(KEYS[0], "alice")
+    b = ChatService(KEYS[1], "bob")
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -78,7 +80,7 @@ async def test_chat_malformed_payload_disconnects_with_subprotocol_error(payload
 
 
 async def test_chat_message_at_hop_limit_is_shown_not_forwarded() -> None:
-    a, b, c = (ChatService(IDS[i], n) for i, n in enumerate(["a", "b", "c"]))
+    a, b, c = (ChatService(KEYS[i], n) for i, n in enumerate(["a", "b", "c"]))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -86,7 +88,7 @@ async def test_chat_message_at_hop_limit_is_shown_not_forwarded() -> None:
             with b.subscribe() as b_in, c.subscribe() as c_in:
                 while len(b.peers()) < 2:
                     await trio.sleep(0.01)
-                msg = TextMessage(b"\x42" * 16, IDS[3], "far", 1, HOP_LIMIT, "edge")
+                msg = sign(TextMessage(b"\x42" * 16, IDS[3], "far", int(time.time() * 1000), HOP_LIMIT, "edge"), KEYS[3])
                 assert link.conns is not None
                 await link.conns[0].send(MessageCode.TEXT, encode(msg))
                 assert (await b_in.receive()).text == "edge"

@@ -32,7 +32,7 @@ async def wait_for(predicate: Any, interval: float = 0.02) -> None:
 
 async def test_chat_line_of_three_nodes() -> None:
     keys = [PrivateKey.generate() for _ in range(3)]
-    chats = [ChatService(NodeID.from_pubkey(k.public_key), nick) for k, nick in zip(keys, ["a", "b", "c"])]
+    chats = [ChatService(k, nick) for k, nick in zip(keys, ["a", "b", "c"])]
     with trio.fail_after(20):
         async with line_of_nodes([[c.protocol] for c in chats], keys) as servers:
             await wait_for(lambda: len(servers[1].peers()) == 2 and len(chats[1].peers()) == 2)
@@ -48,8 +48,8 @@ async def test_chat_line_of_three_nodes() -> None:
 
 async def test_chat_garbage_disconnects_only_that_peer() -> None:
     keys = [PrivateKey.generate() for _ in range(2)]
-    honest = ChatService(NodeID.from_pubkey(keys[0].public_key), "honest")
-    rude = Protocol("chat", 1, 2)
+    honest = ChatService(keys[0], "honest")
+    rude = Protocol("chat", 2, 2)
 
     @rude.on_run
     async def send_garbage(peer: Any, conn: Any) -> None:
@@ -110,8 +110,10 @@ def test_registry_knows_chat_and_eth() -> None:
     from p2p import protocol_registry
 
     events: list[str] = []
-    node_id = NodeID.from_pubkey(PrivateKey.generate().public_key)
-    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, emit=lambda e, **f: events.append(e))
+    key = PrivateKey.generate()
+    node_id = NodeID.from_pubkey(key.public_key)
+    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, private_key=key,
+                                                    emit=lambda e, **f: events.append(e))
     assert isinstance(chat, ChatService) and chat.node_id == node_id
     assert [p.capability for p in chat_protocols] == [chat.protocol.capability]
     eth, eth_protocols = protocol_registry.create("eth", node_id=node_id, emit=None)

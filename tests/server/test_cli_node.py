@@ -27,7 +27,7 @@ async def test_two_node_processes_connect_and_report() -> None:
             async with node_process("--nodiscover", "--protocols", "chat", "--staticnodes", listening["enode"]) as lines_a:
                 a_listening = await lines_a.wait_for("listening")
                 added = await lines_a.wait_for("peer_added")
-                assert added["id"] == listening["id"] and added["inbound"] is False and added["caps"] == ["chat/1"]
+                assert added["id"] == listening["id"] and added["inbound"] is False and added["caps"] == ["chat/2"]
                 added_b = await lines_b.wait_for("peer_added")
                 assert added_b["id"] == a_listening["id"] and added_b["inbound"] is True
                 lines_a.process.send_signal(signal.SIGINT)

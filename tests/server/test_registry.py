@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from p2p import protocol_registry as reg
+from p2p.crypto import PrivateKey
 from p2p.enode import NodeID
 from p2p.protocol import Protocol
 
@@ -66,6 +67,8 @@ def test_duplicate_registration_and_unknown_names(clean: None) -> None:
 
 def test_builtin_protocols_register_themselves_on_lookup() -> None:
     for name in ("chat", "eth"):
-        _, protos = reg.create(name, emit=lambda event, **fields: None, node_id=NodeID(bytes(32)))
+        key = PrivateKey.generate()
+        _, protos = reg.create(name, emit=lambda event, **fields: None, node_id=NodeID.from_pubkey(key.public_key),
+                               private_key=key)
         assert protos and all(p.name == name for p in protos)
     assert {"chat", "eth"} <= set(reg.available())
