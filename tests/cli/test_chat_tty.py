@@ -57,6 +57,10 @@ class Terminal:
     async def type(self, keys: str) -> None:
         await self._master.send_all(keys.encode())
 
+    def cooked(self) -> bool:
+        """Whether the terminal is in line mode (as a shell wants it), not the prompt's raw mode."""
+        return bool(termios.tcgetattr(self._master.fileno())[3] & termios.ICANON)
+
 
 @asynccontextmanager
 async def chat_terminal(nick: str, *args: str) -> AsyncIterator[Terminal]:
@@ -144,3 +148,14 @@ async def test_commands_stay_local_and_nicks_are_confirmed() -> None:
                 await bob.expect("bob>")
                 await _leave_with_ctrl_d(bob)
                 await alice.expect("bob left")
+
+
+async def test_sigterm_leaves_and_hands_the_terminal_back() -> None:
+    with trio.fail_after(DEADLINE):
+        async with chat_terminal("alice") as alice:
+            await alice.expect("alice>")
+            assert not alice.cooked()
+            alice.process.terminate()
+            with trio.fail_after(WAIT):
+                assert await alice.process.wait() == 0
+            assert alice.cooked()
