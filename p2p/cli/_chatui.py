@@ -5,8 +5,8 @@ prompt_toolkit runs on asyncio; the chat runs on trio. The prompt gets a thread 
 with its own asyncio loop for the whole session: typed lines cross to trio through a bounded
 channel (``trio.from_thread``), and lines to show cross the other way as coroutines run on that
 loop (``run_in_terminal``: the prompt is erased, the line written, the prompt redrawn).
-prompt_toolkit is imported only here, and this module only when stdin is a terminal
-(its import costs about 125 ms).
+prompt_toolkit is imported only here, in the prompt thread, so only when a prompt is shown
+(its import costs about 125 ms, paid while the node starts).
 """
 
 from __future__ import annotations

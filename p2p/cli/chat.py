@@ -25,6 +25,7 @@ import trio
 
 from p2p import NodeID, PeerAdded, PeerInfo, PeerRemoved, PrivateKey, Server, open_server
 from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
+from p2p.cli._chatui import ChatPrompt
 from p2p.cli._writer import OUTPUT_QUEUE, OutputWriter, open_output, queue_size
 from protocols.chat.messages import MAX_TEXT_BYTES
 from protocols.chat.service import MAX_KNOWN_NICKS, ChatService
@@ -70,26 +71,25 @@ def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
             "metrics_addr": parse_hostport(args.metrics, flag="--metrics") if args.metrics else None}
 
 
-async def _report_events(server: Server, printer: "_Printer", chat: ChatService) -> None:
+async def _report_events(server: Server, printer: "_Printer", chat: ChatService, nursery: trio.Nursery) -> None:
     with server.events() as events:
-        async with trio.open_nursery() as nursery:
-            async for event in events:
-                peer = event.peer
-                if isinstance(event, PeerAdded):
-                    if printer.json:
-                        printer.emit("peer_added", id=peer.id.hex(), client=peer.client,
-                                     caps=[str(c) for c in peer.caps], inbound=peer.inbound,
-                                     remote=f"{peer.remote[0]}:{peer.remote[1]}")
-                    else:
-                        nursery.start_soon(_show_connected, peer, printer, chat)
-                elif isinstance(event, PeerRemoved):
-                    reason = event.reason.name.lower() if hasattr(event.reason, "name") else str(event.reason)
-                    if printer.json:
-                        printer.emit("peer_removed", id=peer.id.hex(), reason=reason,
-                                     remote_requested=event.remote_requested)
-                    else:
-                        nick = chat.nick_of(peer.id) or short_id(peer.enode)
-                        printer.line(f"* {nick} left ({reason.replace('_', ' ')})")
+        async for event in events:
+            peer = event.peer
+            if isinstance(event, PeerAdded):
+                if printer.json:
+                    printer.emit("peer_added", id=peer.id.hex(), client=peer.client,
+                                 caps=[str(c) for c in peer.caps], inbound=peer.inbound,
+                                 remote=f"{peer.remote[0]}:{peer.remote[1]}")
+                else:
+                    nursery.start_soon(_show_connected, peer, printer, chat)
+            elif isinstance(event, PeerRemoved):
+                reason = event.reason.name.lower() if hasattr(event.reason, "name") else str(event.reason)
+                if printer.json:
+                    printer.emit("peer_removed", id=peer.id.hex(), reason=reason,
+                                 remote_requested=event.remote_requested)
+                else:
+                    nick = chat.nick_of(peer.id) or short_id(peer.enode)
+                    printer.line(f"* {nick} left ({reason.replace('_', ' ')})")
 
 
 async def _show_connected(peer: PeerInfo, printer: "_Printer", chat: ChatService) -> None:
@@ -125,9 +125,10 @@ class _Printer:
     It remembers the nicks it has shown, so that a nick change can say what the old one was
     (the chat service only knows the new one by then)."""
 
-    def __init__(self, output: OutputWriter, chat: "ChatService | None" = None) -> None:
-        self.output = output
-        self.json = output.as_json
+    output: OutputWriter  # set once the output is open
+
+    def __init__(self, json_mode: bool, chat: "ChatService | None" = None) -> None:
+        self.json = json_mode
         self.chat = chat
         self._nicks: OrderedDict[str, str] = OrderedDict()  # node ID hex -> last nick shown
 
@@ -197,41 +198,45 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
 
 
 async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any]) -> None:
+    printer = _Printer(args.json)
+    chat = ChatService(NodeID.from_pubkey(key.public_key), args.nick, emit=printer.event)
+    printer.chat = chat
     # A prompt only for a person at a terminal; a pipe (scripts, --json) reads lines as they come.
     prompt = None
     if not args.json and sys.stdin.isatty() and sys.stdout.isatty():
-        from p2p.cli._chatui import ChatPrompt
         prompt = ChatPrompt(lambda: f"{chat.nick}> ")
     async with open_output(as_json=args.json, limit=args.output_queue,
-                           sink=prompt.print_above if prompt is not None else None) as output:
-        printer = _Printer(output)
-        chat = ChatService(NodeID.from_pubkey(key.public_key), args.nick, emit=printer.event)
-        printer.chat = chat
-        async with open_server(**options, protocols=[chat.protocol]) as server:
-            server.metrics.watch_output(output)
-            if args.json:
-                # The same fields as ``p2p node --json``, plus the nick.
-                output.emit("listening", enode=server.enode, enr=server.enr.to_text(), id=server.id.hex(),
-                            tcp=server.tcp_port,
-                            udp=server.discovery.udp_port if server.discovery is not None else None,
-                            nick=chat.nick)
+                           sink=prompt.print_above if prompt is not None else None) as printer.output:
+        await _serve(args, options, printer, chat, prompt)
+
+
+async def _serve(args: argparse.Namespace, options: dict[str, Any], printer: _Printer, chat: ChatService,
+                 prompt: ChatPrompt | None) -> None:
+    async with open_server(**options, protocols=[chat.protocol]) as server:
+        server.metrics.watch_output(printer.output)
+        if args.json:
+            # The same fields as ``p2p node --json``, plus the nick.
+            printer.emit("listening", enode=server.enode, enr=server.enr.to_text(), id=server.id.hex(),
+                         tcp=server.tcp_port,
+                         udp=server.discovery.udp_port if server.discovery is not None else None,
+                         nick=chat.nick)
+        if not args.json:
+            printer.line(f"chatting as {chat.nick} (id {short_id(server.enode)}) on {server.enode}")
+            printer.line("type a line to send it; /help lists the commands")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_report_events, server, printer, chat, nursery)
+            send, lines = trio.open_memory_channel[str](16)
+            if prompt is not None:
+                nursery.start_soon(prompt.run, send)
             else:
-                printer.line(f"chatting as {chat.nick} (id {short_id(server.enode)}) on {server.enode}")
-                printer.line("type a line to send it; /help lists the commands")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_events, server, printer, chat)
-                send, lines = trio.open_memory_channel[str](16)
-                if prompt is not None:
-                    nursery.start_soon(prompt.run, send)
-                else:
-                    nursery.start_soon(_read_lines, send)
-                nursery.start_soon(_quit_on_signal, send.clone())
-                async with lines:
-                    async for line in lines:
-                        if not await _command(line, chat, printer):
-                            break
-                await chat.leave()
-                nursery.cancel_scope.cancel()
+                nursery.start_soon(_read_lines, send)
+            nursery.start_soon(_quit_on_signal, send.clone())
+            async with lines:
+                async for line in lines:
+                    if not await _command(line, chat, printer):
+                        break
+            await chat.leave()
+            nursery.cancel_scope.cancel()
 
 
 async def _quit_on_signal(send: trio.MemorySendChannel[str]) -> None:

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import struct
+import subprocess
 import sys
 import termios
 from collections.abc import AsyncIterator
@@ -159,3 +160,9 @@ async def test_sigterm_leaves_and_hands_the_terminal_back() -> None:
             with trio.fail_after(WAIT):
                 assert await alice.process.wait() == 0
             assert alice.cooked()
+
+
+def test_without_a_terminal_prompt_toolkit_is_not_loaded() -> None:
+    code = ("import sys, p2p.cli; p2p.cli.build_parser(); import p2p.cli.chat, p2p.cli.node; "
+            "sys.exit('prompt_toolkit' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=WAIT * 3).returncode == 0
