@@ -117,7 +117,8 @@ async def test_incoming_line_lands_above_what_is_being_typed() -> None:
                     with trio.fail_after(WAIT):
                         msg: TextMessage = await received.receive()
                     assert (msg.text, msg.nick) == ("hello", "alice")
-                    await alice.expect("alice>")  # the next prompt: Ctrl-D reaches it, not the tty driver
+                    await alice.expect("alice> hello")  # the line as sent, then the next prompt:
+                    await alice.expect("alice>")  # Ctrl-D must reach that prompt, not the tty driver
                     await _leave_with_ctrl_d(alice)
 
 
