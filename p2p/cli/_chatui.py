@@ -12,6 +12,7 @@ prompt_toolkit is imported only here, in the prompt thread, so only when a promp
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import trio
 
 from p2p.cli._writer import fd_sink
+
+log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 2.0  # seconds the prompt thread gets at exit to hand the terminal back (cooked mode)
 RESULT_POLL = 0.1  # seconds between checks that the prompt loop still runs, while a line is shown
@@ -67,6 +70,9 @@ class ChatPrompt:
                         if self._finished.is_set() and not future.done():
                             break
                     except asyncio.CancelledError:
+                        break
+                    except Exception:  # prompt_toolkit could not draw it: the line still goes out
+                        log.debug("showing a line above the prompt failed", exc_info=True)
                         break
         self._direct(text)
 
