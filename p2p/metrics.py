@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -99,6 +99,10 @@ class ServerMetrics:
         """Export the discovery service's counters and table size from now on."""
         self.registry.register(_DiscoveryCollector(disc))
 
+    def watch_output(self, output: "OutputStats") -> None:
+        """Export the command's stdout queue (``p2p node``, ``p2p chat``) from now on."""
+        self.registry.register(_OutputCollector(output))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -171,6 +175,30 @@ class _BudgetCollector(Collector):
         refused = CounterMetricFamily("p2p_frame_budget_refused", "Frames larger than the whole memory budget")
         refused.add_metric([], float(self._budget.refused))
         yield refused
+
+
+class OutputStats(Protocol):
+    """What :meth:`ServerMetrics.watch_output` reads of a command's output queue."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class _OutputCollector(Collector):
+    def __init__(self, output: OutputStats) -> None:
+        self._output = output
+
+    def collect(self) -> Iterable[Any]:
+        dropped = CounterMetricFamily("p2p_output_dropped",
+                                      "Lines of stdout dropped because the reader did not keep up")
+        dropped.add_metric([], float(self._output.dropped))
+        yield dropped
+        queued = GaugeMetricFamily("p2p_output_queued_lines", "Lines of stdout waiting for the reader")
+        queued.add_metric([], float(self._output.queued))
+        yield queued
 
 
 def _snapshot(disc: Any) -> Mapping[str, Any]:
@@ -273,4 +301,4 @@ async def serve_metrics(
     await trio.serve_listeners(guarded, listeners)
 
 
-__all__ = ["ServerMetrics", "parse_hostport", "serve_metrics"]
+__all__ = ["OutputStats", "ServerMetrics", "parse_hostport", "serve_metrics"]

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
-from p2p.cli._output import emit as emit_json
+from p2p.cli._writer import OUTPUT_QUEUE, OutputWriter, open_output, queue_size
 from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
 from p2p.enode import Node, NodeID
@@ -45,6 +45,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--nat", default="none", metavar="none|extip:IP", help="address advertised in the ENR and enode")
     p.add_argument("--netrestrict", metavar="CIDR,...", help="only connect to / accept these networks")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument("--output-queue", type=queue_size, default=OUTPUT_QUEUE, metavar="LINES",
+                   help=f"lines of stdout held for a slow reader before they are dropped (default {OUTPUT_QUEUE})")
     p.set_defaults(func=run)
 
 
@@ -66,23 +68,16 @@ def _reason(reason: DisconnectReason | int) -> str:
     return reason.name.lower() if isinstance(reason, DisconnectReason) else str(reason)
 
 
-class _Printer:
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        if self.as_json:
-            emit_json(event, **fields)
-        else:
-            detail = " ".join(f"{k}={v}" for k, v in fields.items())
-            sys.stdout.write(f"{event} {detail}\n")
-            sys.stdout.flush()
-
-
 async def _main(args: argparse.Namespace) -> int:
+    # stdout goes through a bounded queue: a reader that pauses loses lines, the node nothing.
+    async with open_output(as_json=args.json, limit=args.output_queue) as output:
+        return await _serve(args, output)
+
+
+async def _serve(args: argparse.Namespace, output: OutputWriter) -> int:
     key = _key(args)
     node_id = NodeID.from_pubkey(key.public_key)
-    out = _Printer(args.json)
+    out = output.emit
     try:
         host, port = parse_hostport(args.addr)
         metrics = parse_hostport(args.metrics, flag="--metrics") if args.metrics else None
@@ -114,6 +109,7 @@ async def _main(args: argparse.Namespace) -> int:
         netrestrict=args.netrestrict,
         metrics_addr=metrics,
     ) as server:
+        server.metrics.watch_output(output)
         fields: dict[str, Any] = {"enode": server.enode, "enr": server.enr.to_text(), "id": server.id.hex(),
                                   "tcp": server.tcp_port,
                                   "udp": server.discovery.udp_port if server.discovery is not None else None}
