@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from p2p import NodeID, PrivateKey, open_server
+from p2p import PrivateKey, open_server
 from protocols.chat.messages import TextMessage
 from protocols.chat.service import ChatService
 
@@ -88,7 +88,7 @@ async def chat_terminal(nick: str, *args: str) -> AsyncIterator[Terminal]:
 
 def _chat(nick: str) -> tuple[PrivateKey, ChatService]:
     key = PrivateKey.generate()
-    return key, ChatService(NodeID.from_pubkey(key.public_key), nick)
+    return key, ChatService(key, nick)
 
 
 async def _leave_with_ctrl_d(term: Terminal) -> None:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import ipaddress
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import trio
 
-from p2p import NodeID, PrivateKey, open_server
+from p2p import Node, NodeID, PrivateKey, Protocol, open_server
 from p2p.discover.wire import Endpoint, Ping, Pong, decode_packet, encode_packet, expiration_at
 from p2p.testing import JsonLinesProcess, open_json_process
+from protocols.chat.messages import MessageCode, TextMessage, encode, new_message_id, sign
 from protocols.chat.service import ChatService
 
 STALL = 10.0  # seconds stdout is left unread: the issue's figure
@@ -21,6 +24,9 @@ PINGS = 3  # discovery pings sent during the stall, spread over it
 PONG_TIMEOUT = 2.0  # an idle node answers in about a millisecond
 DIAL_TIMEOUT = 5.0  # RLPx and Hello with an idle node take a few milliseconds
 MAX_FLOOD = 200_000  # chat messages sent at most: bounds the loop; the stall ends it far sooner
+FLOODERS = 4  # peers flooding at once: the node takes about 100 messages/s from each
+FLOOD_RATE = 90.0  # messages a second per flooder, under the node's per-peer chat limit
+FLOOD_AUTHORS = 200  # authors taking turns, each under the per-author limit
 FLOOD_TEXT = "x" * 200  # long lines fill the pipe's 64 KiB sooner
 DEADLINE = 60.0
 
@@ -52,7 +58,29 @@ async def _ping(udp_port: int, tcp_port: int, key: PrivateKey) -> bool:
 
 
 def _chat(key: PrivateKey) -> ChatService:
-    return ChatService(NodeID.from_pubkey(key.public_key), "test")
+    return ChatService(key, "test")
+
+
+def _raw_chat() -> Protocol:
+    """A chat/2 peer that sends only what the test makes it send, and ignores what it gets."""
+    proto = Protocol("chat", 2, 2)
+    for code in MessageCode:
+        proto.handler(code)(_ignore)
+    return proto
+
+
+async def _ignore(conn: object, payload: bytes) -> None:
+    return None
+
+
+def _flood_messages(authors: list[PrivateKey]) -> Iterator[bytes]:
+    """Signed text messages from many authors in turn: each author stays within its own rate,
+    so every message the node accepts becomes a line on its stdout."""
+    for i in range(MAX_FLOOD):
+        key = authors[i % len(authors)]
+        msg = TextMessage(new_message_id(), NodeID.from_pubkey(key.public_key), f"a{i % len(authors)}",
+                          int(time.time() * 1000), 0, FLOOD_TEXT)
+        yield encode(sign(msg, key))
 
 
 async def probe_while_stalled(node: JsonLinesProcess) -> Probe:
@@ -60,18 +88,29 @@ async def probe_while_stalled(node: JsonLinesProcess) -> Probe:
     nothing reads its stdout for :data:`STALL` seconds; meanwhile ping it and dial it."""
     listening = node.events[0]
     probe = Probe()
-    flood_key, dial_key, ping_key = (PrivateKey.generate() for _ in range(3))
-    chat = _chat(flood_key)
-    async with open_server(flood_key, ("127.0.0.1", 0), [chat.protocol], discovery=False) as flooder:
-        with trio.fail_after(DIAL_TIMEOUT):
-            await flooder.connect(listening["enode"])
-            await node.wait_for("peer_added", id=flooder.id.hex())  # the last line read before the stall
+    dial_key, ping_key = PrivateKey.generate(), PrivateKey.generate()
+    authors = [PrivateKey.generate() for _ in range(FLOOD_AUTHORS)]
+    async with AsyncExitStack() as stack:
+        conns = []
+        for _ in range(FLOODERS):
+            key = PrivateKey.generate()
+            flooder = await stack.enter_async_context(open_server(key, ("127.0.0.1", 0), [_raw_chat()],
+                                                                  discovery=False))
+            with trio.fail_after(DIAL_TIMEOUT):
+                await flooder.connect(listening["enode"])
+                await node.wait_for("peer_added", id=flooder.id.hex())  # the last lines read before the stall
+            conn = flooder.connection(Node.from_url(listening["enode"]).id, "chat")
+            assert conn is not None
+            conns.append(conn)
+        messages = _flood_messages(authors)
 
         async def flood() -> None:
-            for _ in range(MAX_FLOOD):
-                await chat.send(FLOOD_TEXT)
-                probe.sent += 1
-                await trio.sleep(0)  # lets the per-peer task drain the queue to the node
+            # Each flooder stays just under the node's per-peer rate, so that none is cut off.
+            for _ in range(MAX_FLOOD // FLOODERS):
+                for conn in conns:
+                    await conn.send(MessageCode.TEXT, next(messages))
+                    probe.sent += 1
+                await trio.sleep(1 / FLOOD_RATE)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(flood)
