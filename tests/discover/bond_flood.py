@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from p2p.crypto import PrivateKey
-from p2p.discover.wire import Endpoint, PacketType, Ping, Pong, encode_packet, expiration_at
+from p2p.discover.wire import Endpoint, FindNode, PacketType, Ping, Pong, encode_packet, expiration_at
 
 WINDOW = 48  # bonds in flight: under the node's MAX_BACKGROUND (64) ping-backs at once
 BOND_TIMEOUT = 3.0  # a bond not completed in this time is given up (and its socket replaced)
@@ -29,8 +29,9 @@ LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 @dataclass
 class FloodResult:
     bonded: int
-    given_up: int
+    given_up: int  # keys whose bond did not complete in time (replaced by fresh ones)
     seconds: float
+    last_key: PrivateKey | None  # the key that bonded last
 
 
 @dataclass
@@ -58,15 +59,17 @@ def _new_key() -> PrivateKey:
 
 
 def bond_many(port: int, count: int, *, deadline: float) -> FloodResult:
-    """Bond ``count`` fresh keys with the node on 127.0.0.1:``port``; stops at ``deadline``
-    (a ``time.monotonic()`` value) whatever the count reached."""
+    """Bond ``count`` fresh keys with the node on 127.0.0.1:``port`` (a key whose bond does not
+    complete is replaced by another); stops at ``deadline`` (a ``time.monotonic()`` value)
+    whatever the count reached."""
     target = Endpoint(LOOPBACK, port, 0)
     slots = [_Slot(_new_socket()) for _ in range(WINDOW)]
     by_fd = {s.sock.fileno(): s for s in slots}
-    started = bonded = given_up = 0
+    in_flight = bonded = given_up = 0
+    last_key: PrivateKey | None = None
     t0 = time.monotonic()
     try:
-        while bonded + given_up < count and time.monotonic() < deadline:
+        while bonded < count and time.monotonic() < deadline:
             now = time.monotonic()
             for slot in slots:
                 if slot.key is not None and now - slot.started > BOND_TIMEOUT:
@@ -76,10 +79,11 @@ def bond_many(port: int, count: int, *, deadline: float) -> FloodResult:
                     slot.sock = _new_socket()
                     by_fd[slot.sock.fileno()] = slot
                     slot.key = None
-                if slot.key is None and started < count:
+                    in_flight -= 1
+                if slot.key is None and bonded + in_flight < count:
                     slot.key = _new_key()
                     slot.started = now
-                    started += 1
+                    in_flight += 1
                     own = Endpoint(LOOPBACK, slot.sock.getsockname()[1], 0)
                     ping = Ping(own, target, expiration_at(time.time()), 1)
                     slot.sock.sendto(encode_packet(slot.key, ping)[0], ("127.0.0.1", port))
@@ -95,9 +99,28 @@ def bond_many(port: int, count: int, *, deadline: float) -> FloodResult:
                         continue  # the node's pong to our ping: nothing to do
                     pong = Pong(target, data[:32], expiration_at(time.time()), None)
                     slot.sock.sendto(encode_packet(slot.key, pong)[0], ("127.0.0.1", port))
-                    slot.key = None
+                    last_key, slot.key = slot.key, None
+                    in_flight -= 1
                     bonded += 1
     finally:
         for slot in slots:
             slot.sock.close()
-    return FloodResult(bonded, given_up, time.monotonic() - t0)
+    return FloodResult(bonded, given_up, time.monotonic() - t0, last_key)
+
+
+def neighbors_answered(port: int, key: PrivateKey, timeout: float) -> bool:
+    """Whether the node answers a FindNode from ``key`` (it does only to a bonded sender)."""
+    sock = _new_socket()
+    try:
+        sock.sendto(encode_packet(key, FindNode(key.public_key.to_bytes(), expiration_at(time.time())))[0],
+                    ("127.0.0.1", port))
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data = sock.recv(2048)
+            if len(data) > _TYPE_OFFSET and data[_TYPE_OFFSET] == PacketType.NEIGHBORS:
+                return True
+        return False
+    finally:
+        sock.close()
