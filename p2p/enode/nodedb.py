@@ -115,11 +115,11 @@ class NodeDBCorrupt(NodeDBError):
 
 
 class NodeDBForeign(NodeDBError):
-    """The store holds keys but no node database version key: another program's, refused untouched."""
+    """The path holds something that is not a node database (keys but no node database
+    version key, or a file): another program's, refused untouched."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"{path}: not a node database (it holds data but no node database version key); "
-                         "refusing to use or wipe it")
+    def __init__(self, path: str, why: str = "it holds data but no node database version key") -> None:
+        super().__init__(f"{path}: not a node database ({why}); refusing to use or wipe it")
         self.path = path
 
 
@@ -480,6 +480,8 @@ def _lost_current(path: str) -> bool:
 
 def _open_persistent(path: str) -> plyvel.DB:
     """Open the store at ``path``; a damaged store is repaired, else moved aside and recreated."""
+    if os.path.exists(path) and not os.path.isdir(path):  # LevelDB would call it damaged: it is not ours
+        raise NodeDBForeign(path, "not a directory")
     if _lost_current(path):
         logger.warning("node database %s has no CURRENT file: repairing it from its table and log files", path)
         return _repair_or_move_aside(path)

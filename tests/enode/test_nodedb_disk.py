@@ -109,6 +109,14 @@ def test_foreign_store_is_refused_untouched(tmp_path: Path, version: bytes | Non
     NodeDB.open(path + "-ours").close()  # the error names no lock left behind: other stores still open
 
 
+def test_a_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not a database\n")
+    with pytest.raises(NodeDBForeign, match="not a directory"):
+        NodeDB.open(str(path))
+    assert path.read_bytes() == b"not a database\n" and os.listdir(tmp_path) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("command", ["node", "bootnode"])
 def test_cli_refuses_foreign_nodedb_with_one_line(tmp_path: Path, command: str) -> None:
     path = str(tmp_path / "other-program.db")
