@@ -103,6 +103,10 @@ class ServerMetrics:
         """Export the command's stdout queue (``p2p node``, ``p2p chat``) from now on."""
         self.registry.register(_OutputCollector(output))
 
+    def watch_nodedb(self, db: Any) -> None:
+        """Export the node database's bounds at work (evictions, refusals) and node counts."""
+        self.registry.register(_NodeDBCollector(db))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -247,6 +251,30 @@ class _DiscoveryCollector(Collector):
         lookups = CounterMetricFamily("p2p_discovery_lookups", "Discovery lookups run")
         lookups.add_metric([], float(snap.get("lookups", 0)))
         yield lookups
+
+
+class _NodeDBCollector(Collector):
+    """Reads the node database's ``stats`` and counts at scrape time (plain integers there)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def collect(self) -> Iterable[Any]:
+        stats = self._db.stats
+        evicted = CounterMetricFamily(
+            "p2p_nodedb_evicted", "Node database entries dropped by its bounds: nodes (least recently seen "
+            "unprotected) and endpoints (a node's least recently seen IP)", labels=["kind"])
+        evicted.add_metric(["node"], float(stats.evicted_nodes))
+        evicted.add_metric(["endpoint"], float(stats.evicted_endpoints))
+        yield evicted
+        refused = CounterMetricFamily("p2p_nodedb_protect_refused", "Protections refused: max_protected reached")
+        refused.add_metric([], float(stats.protect_refused))
+        yield refused
+        nodes = GaugeMetricFamily("p2p_nodedb_nodes", "Nodes the node database tracks, by protection",
+                                  labels=["state"])
+        nodes.add_metric(["unprotected"], float(self._db.unprotected_count))
+        nodes.add_metric(["protected"], float(self._db.protected_count))
+        yield nodes
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

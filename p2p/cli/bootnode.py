@@ -69,9 +69,14 @@ def run(args: argparse.Namespace) -> int:
     except BadArgument as exc:
         print(f"p2p bootnode: {exc}", file=sys.stderr)
         return 2
+    from p2p.enode.nodedb import NodeDBError, NodeDBForeign
+
     try:
         trio.run(_serve, args, key, listen, boots)
-    except OSError as exc:
+    except NodeDBForeign as exc:  # another program's database named by --nodedb: a usage error
+        print(f"p2p bootnode: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, NodeDBError) as exc:
         print(f"p2p bootnode: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -138,7 +138,14 @@ async def _serve(args: argparse.Namespace, output: OutputWriter) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from p2p.enode.nodedb import NodeDBError, NodeDBForeign
+
     try:
         return trio.run(_main, args)
     except KeyboardInterrupt:
         return 130
+    except NodeDBError as exc:
+        # another program's database named by --nodedb is a usage error; a store in use or
+        # unreadable is a run-time one
+        print(f"p2p node: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, NodeDBForeign) else 1

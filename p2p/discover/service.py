@@ -329,6 +329,7 @@ class Discovery:
         self._subscribers: set[trio.MemorySendChannel[TableEvent]] = set()
         self._ip_cache: dict[str, IPAddress] = {}
         self._expirer_started = False
+        self._db_held: set[bytes] = set()  # table members this service protects in the node database
         self._refreshing: trio.Event | None = None
         # Set once the first refresh's self lookup is over (or when there is none): until then
         # the table holds only seeds, and a dialer fed from it would all dial the bootnodes.
@@ -730,6 +731,7 @@ class Discovery:
         if not events:
             return
         for ev in events:
+            self._hold_in_db(ev)
             for ch in list(self._subscribers):
                 try:
                     ch.send_nowait(ev)
@@ -737,6 +739,17 @@ class Discovery:
                     self.stats.events_dropped += 1
                 except trio.ClosedResourceError:
                     self._subscribers.discard(ch)
+
+    def _hold_in_db(self, ev: TableEvent) -> None:
+        """Table members keep their place in the node database: a flood of new nodes never
+        evicts the nodes that seed the table after a restart."""
+        node_id = ev.node.id
+        if isinstance(ev, NodeAdded):
+            if node_id not in self._db_held and self._db.protect(node_id):
+                self._db_held.add(node_id)
+        elif node_id in self._db_held:
+            self._db_held.discard(node_id)
+            self._db.unprotect(node_id)
 
     def subscribe(self, size: int = SUBSCRIBER_QUEUE) -> Subscription:
         """Table events from now on: ``async for ev in disc.subscribe(): ...``."""
@@ -984,6 +997,9 @@ class Discovery:
 
     def _close(self) -> None:
         self._closed = True
+        for node_id in self._db_held:  # the database may outlive us (its owner's, or reopened)
+            self._db.unprotect(node_id)
+        self._db_held.clear()
         for ch in list(self._subscribers):
             ch.close()
         self._subscribers.clear()
