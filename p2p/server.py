@@ -338,13 +338,23 @@ class Server:
         peer = self._peers.get(NodeID(bytes(node_id)))
         return peer.connection(protocol) if peer is not None else None
 
-    def events(self, buffer: int = EVENT_BUFFER) -> EventSubscription:
-        """Subscribe to PeerAdded / PeerRemoved. Each call is an independent, bounded channel."""
-        sub = EventSubscription(self, buffer)
+    def events(self, buffer: int = EVENT_BUFFER, *, replay: bool = False) -> EventSubscription:
+        """Subscribe to PeerAdded / PeerRemoved. Each call is an independent, bounded channel.
+
+        With ``replay``, the subscription first holds one PeerAdded per peer connected now, then
+        the changes: a subscriber that comes after the server started (and its static peers
+        connected) misses nothing and sees nothing twice. The buffer grows by the replayed
+        peers, so that they never push out the first changes.
+        """
+        current = list(self._peers.values()) if replay else []
+        sub = EventSubscription(self, buffer + len(current))
         if self._closing and self._nursery is None:
             sub.close()
-        else:
-            self._subscriptions.add(sub)
+            return sub
+        # No checkpoint from the snapshot to the registration: no event falls between them.
+        for peer in current:
+            sub._deliver(PeerAdded(peer.info))
+        self._subscriptions.add(sub)
         return sub
 
     def add_peer(self, node: Node | str) -> None:

@@ -72,7 +72,7 @@ def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
 
 
 async def _report_events(server: Server, printer: "_Printer", chat: ChatService, nursery: trio.Nursery) -> None:
-    with server.events() as events:
+    with server.events(replay=True) as events:  # static peers may be connected already
         async for event in events:
             peer = event.peer
             if isinstance(event, PeerAdded):

@@ -1,7 +1,8 @@
 """``p2p node``: run a full node (RLPx listener, discovery, dialer, sub-protocols) until Ctrl-C.
 
 With ``--json`` every line of stdout is one JSON object: first ``listening`` (``enode``,
-``enr``), then ``peer_added`` / ``peer_removed`` and the sub-protocols' own events.
+``enr``), then ``peer_added`` for every peer already connected, then ``peer_added`` /
+``peer_removed`` and the sub-protocols' own events.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ async def _serve(args: argparse.Namespace, output: OutputWriter) -> int:
                                   "udp": server.discovery.udp_port if server.discovery is not None else None}
         if server.metrics_port is not None:
             fields["metrics"] = f"{metrics[0] if metrics else host}:{server.metrics_port}"
-        with server.events() as events:
+        # Replay: a static peer may have connected while open_server started.
+        with server.events(replay=True) as events:
             out("listening", **fields)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async with trio.open_nursery() as nursery:

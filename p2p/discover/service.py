@@ -261,13 +261,24 @@ class _Pending:
 
 
 class Subscription:
-    """Table events (:class:`NodeAdded` / :class:`NodeRemoved`) from the moment it is made;
-    iterate it with ``async for``. Ends when the service closes."""
+    """Table events (:class:`NodeAdded` / :class:`NodeRemoved`) from the moment it is made,
+    preceded by one NodeAdded per table member when made with ``replay``; iterate it with
+    ``async for``. Ends when the service closes."""
 
-    def __init__(self, disc: "Discovery", size: int) -> None:
+    def __init__(self, disc: "Discovery", size: int, replay: bool = False) -> None:
         self._disc = disc
-        self._send, self._recv = trio.open_memory_channel[TableEvent](size)
-        disc._subscribers.add(self._send)
+        # Changes the table made before now go to the older subscribers only: the snapshot
+        # below already holds their outcome.
+        disc._flush_events()
+        members = disc.table.nodes() if replay else []
+        # The table is bounded, so is the room the replay adds.
+        self._send, self._recv = trio.open_memory_channel[TableEvent](size + len(members))
+        for node in members:
+            self._send.send_nowait(NodeAdded(node))
+        if disc._closed:
+            self._send.close()
+        else:
+            disc._subscribers.add(self._send)
 
     def __aiter__(self) -> "Subscription":
         return self
@@ -751,9 +762,14 @@ class Discovery:
             self._db_held.discard(node_id)
             self._db.unprotect(node_id)
 
-    def subscribe(self, size: int = SUBSCRIBER_QUEUE) -> Subscription:
-        """Table events from now on: ``async for ev in disc.subscribe(): ...``."""
-        return Subscription(self, size)
+    def subscribe(self, size: int = SUBSCRIBER_QUEUE, *, replay: bool = False) -> Subscription:
+        """Table events from now on: ``async for ev in disc.subscribe(): ...``.
+
+        With ``replay``, first one NodeAdded per node in the table now (the bootnodes and
+        database seeds put there while :func:`open_discovery` started, for instance), then the
+        changes, with none lost or repeated in between.
+        """
+        return Subscription(self, size, replay)
 
     # -- lookups -------------------------------------------------------------------------
 
