@@ -29,26 +29,26 @@ def keys(n: int, seed: int) -> list[PrivateKey]:
 async def test_replay_starts_with_the_connected_peers_then_the_changes() -> None:
     ka, kb, kc = keys(3, 71)
     with trio.fail_after(DEADLINE):
-        async with open_server(kb, discovery=False) as b:
-            async with open_server(kc, discovery=False) as c:
-                async with open_server(ka, discovery=False, static_nodes=[b.local_node, c.local_node]) as a:
-                    await until(lambda: a.peer_count() == 2)
-                    plain = a.events()
-                    replayed = a.events(replay=True)
-                    first = [replayed.receive_nowait() for _ in range(2)]
-                    assert all(isinstance(e, PeerAdded) for e in first)
-                    assert {e.peer.id for e in first} == {b.id, c.id}
-                    assert all(not e.peer.inbound for e in first)
-                    for sub in (plain, replayed):
-                        try:
-                            extra = sub.receive_nowait()
-                        except trio.WouldBlock:
-                            continue
-                        raise AssertionError(f"unexpected event {extra}")
-            # c stopped: both subscriptions see it leave, and the replay adds nothing more
-            for sub in (plain, replayed):
-                ev = await sub.receive()
-                assert isinstance(ev, PeerRemoved) and ev.peer.id == c.id
+        async with open_server(kb, discovery=False) as b, open_server(kc, discovery=False) as c:
+            async with open_server(ka, discovery=False, static_nodes=[b.local_node, c.local_node]) as a:
+                await until(lambda: a.peer_count() == 2)
+                plain = a.events()
+                replayed = a.events(replay=True)
+                first = [replayed.receive_nowait() for _ in range(2)]
+                assert all(isinstance(e, PeerAdded) for e in first)
+                assert {e.peer.id for e in first} == {b.id, c.id}
+                assert all(not e.peer.inbound for e in first)
+                for sub in (plain, replayed):
+                    try:
+                        extra = sub.receive_nowait()
+                    except trio.WouldBlock:
+                        continue
+                    raise AssertionError(f"unexpected event {extra}")
+                a.remove_peer(c.local_node)
+                # both subscriptions see c leave, and the replay adds nothing more
+                for sub in (plain, replayed):
+                    ev = await sub.receive()
+                    assert isinstance(ev, PeerRemoved) and ev.peer.id == c.id
 
 
 async def test_subscriptions_opened_while_peers_connect_see_each_peer_once() -> None:
