@@ -50,25 +50,13 @@ class ServerMetrics:
         self.peers.labels("outbound").set(0)
 
     def ingress(self, protocol: str, code: int, size: int) -> None:
-        entry = self._in.get((protocol, code))
-        if entry is None:
-            entry = self._in[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._in, protocol, code, size)
 
     def egress(self, protocol: str, code: int, size: int) -> None:
-        entry = self._out.get((protocol, code))
-        if entry is None:
-            entry = self._out[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._out, protocol, code, size)
 
     def unhandled(self, protocol: str, code: int, size: int) -> None:
-        entry = self._unhandled.get((protocol, code))
-        if entry is None:
-            entry = self._unhandled[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._unhandled, protocol, code, size)
 
     def watch_frame_budget(self, budget: Any) -> None:
         """Export a :class:`p2p.rlpx.FrameBudget`'s use from now on."""
@@ -109,6 +97,14 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count(table: dict[tuple[str, int], list[int]], protocol: str, code: int, size: int) -> None:
+    entry = table.get((protocol, code))
+    if entry is None:
+        entry = table[(protocol, code)] = [0, 0]
+    entry[0] += 1
+    entry[1] += size
 
 
 class _MessageCollector(Collector):
