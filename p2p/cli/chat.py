@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import trio
 
 from p2p import NodeID, PeerAdded, PeerRemoved, PrivateKey, Server, open_server
 from p2p.cli import _output
-from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
-from protocols.chat.messages import MAX_TEXT_BYTES
+from p2p.cli._args import add_node_arguments, load_key, server_options, subcommand
+from p2p.cli._run import Stop, run_command
+from protocols.chat.messages import MAX_NICK_BYTES, MAX_TEXT_BYTES
 from protocols.chat.service import ChatService
 
 MAX_LINE_BYTES = MAX_TEXT_BYTES  # a longer stdin line is cut, never buffered whole
@@ -28,33 +29,18 @@ READ_CHUNK = 4096  # bytes per read of stdin
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("chat", help="interactive chat over the chat protocol",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nick", required=True, help="the name others see (1-32 bytes)")
-    add_node_arguments(parser)
+    parser = subcommand(subparsers, "chat", help="interactive chat over the chat protocol", doc=__doc__)
+    parser.add_argument("--nick", required=True, type=nick, metavar="NAME",
+                        help=f"the name others see (1-{MAX_NICK_BYTES} bytes of UTF-8)")
+    add_node_arguments(parser, default_addr="127.0.0.1:0")
     parser.set_defaults(func=run)
 
 
-def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """The node flags ``p2p chat`` shares with ``p2p node``."""
-    add_key_arguments(parser, hex_help="node key as hex",
-                      file_help="node key file (hex); without a key option a new key is made")
-    parser.add_argument("--addr", default="127.0.0.1:0", metavar="HOST:PORT",
-                        help="TCP and UDP listen address (default %(default)s: loopback, any free port)")
-    parser.add_argument("--bootnodes", default="", metavar="ENODES", help="comma-separated enode URLs for discovery")
-    parser.add_argument("--staticnodes", default="", metavar="ENODES",
-                        help="comma-separated enode URLs to stay connected to")
-    parser.add_argument("--maxpeers", type=int, default=50, help="peer limit (default %(default)s)")
-    parser.add_argument("--nodiscover", action="store_true", help="no discovery: only static nodes and inbound peers")
-    parser.add_argument("--nodedb", metavar="PATH", help="node database directory (default: in memory)")
-    parser.add_argument("--json", action="store_true", help="JSON events on stdout, one per line")
-
-
-def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
-    return {"private_key": key, "listen": parse_hostport(args.addr),
-            "bootnodes": parse_enode_list(args.bootnodes, "bootnode"),
-            "static_nodes": parse_enode_list(args.staticnodes, "static node"),
-            "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb}
+def nick(text: str) -> str:
+    size = len(text.encode())
+    if not text.strip() or size > MAX_NICK_BYTES:
+        raise argparse.ArgumentTypeError(f"a nick is 1 to {MAX_NICK_BYTES} bytes, got {size}: {text!r}")
+    return text
 
 
 async def _report_events(server: Server, printer: "_Printer", chat: ChatService) -> None:
@@ -79,17 +65,9 @@ async def _report_events(server: Server, printer: "_Printer", chat: ChatService)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        key = load_key(args)
-        options = server_options(args, key)
-    except BadArgument as exc:
-        print(f"p2p chat: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(_main, args, key, options)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    key = load_key(args)
+    options = server_options(args, key)
+    return run_command("chat", partial(_main, args, key, options))
 
 
 class _Printer:
@@ -138,7 +116,7 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
             pending = pending[-MAX_LINE_BYTES:]  # an endless line is cut, never buffered whole
 
 
-async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any]) -> None:
+async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any], stop: Stop) -> None:
     printer = _Printer(args.json)
     chat = ChatService(NodeID.from_pubkey(key.public_key), args.nick, emit=printer.event)
     printer.chat = chat
@@ -156,22 +134,13 @@ async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, An
             nursery.start_soon(_report_events, server, printer, chat)
             send, lines = trio.open_memory_channel[str](16)
             nursery.start_soon(_read_lines, send)
-            nursery.start_soon(_quit_on_signal, send.clone())
-            async with lines:
-                async for line in lines:
-                    if not await _command(line, chat, printer):
-                        break
+            with stop.until_stopped():  # a signal leaves as /quit does: the network hears that we go
+                async with lines:
+                    async for line in lines:
+                        if not await _command(line, chat, printer):
+                            break
             await chat.leave()
             nursery.cancel_scope.cancel()
-
-
-async def _quit_on_signal(send: trio.MemorySendChannel[str]) -> None:
-    """SIGTERM leaves as /quit does: the network hears that we go."""
-    async with send:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                await send.send("/quit")
-                return
 
 
 async def _command(line: str, chat: ChatService, printer: _Printer) -> bool:
