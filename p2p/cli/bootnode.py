@@ -75,6 +75,8 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
                         emit(name, id=ev.node.id.hex(), enode=_url(ev.node), table=len(disc.table))
                     else:
                         print(f"{name} {ev.node.id.short()} {_url(ev.node)} (table {len(disc.table)})", flush=True)
+    if args.json:
+        emit("stopped")
 
 
 def run(args: argparse.Namespace) -> int:
