@@ -134,13 +134,13 @@ async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, An
             nursery.start_soon(_report_events, server, printer, chat)
             send, lines = trio.open_memory_channel[str](16)
             nursery.start_soon(_read_lines, send)
-            with stop.until_stopped():  # a signal leaves as /quit does: the network hears that we go
-                async with lines:
+            async with lines:  # open until the end: the reader may still send after a signal
+                with stop.until_stopped():  # a signal leaves as /quit does: the network hears that we go
                     async for line in lines:
                         if not await _command(line, chat, printer):
                             break
-            await chat.leave()
-            nursery.cancel_scope.cancel()
+                await chat.leave()
+                nursery.cancel_scope.cancel()
 
 
 async def _command(line: str, chat: ChatService, printer: _Printer) -> bool:

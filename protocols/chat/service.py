@@ -61,11 +61,14 @@ class ChatPeer:
 
 
 class _PeerEntry:
-    __slots__ = ("conn", "send", "receive")
+    __slots__ = ("conn", "send", "receive", "unsent")
 
     def __init__(self, conn: ProtocolConnection) -> None:
         self.conn = conn
         self.send, self.receive = trio.open_memory_channel[ChatMessage](PEER_QUEUE_SIZE)
+        # Queued and not yet written: a queue handed straight to its waiting sender looks
+        # empty while the message is still on its way.
+        self.unsent = 0
 
 
 class ChatService:
@@ -134,7 +137,7 @@ class ChatService:
         """Tell the network this node is leaving, and give the queues a moment to drain."""
         self._announce(AnnounceKind.LEAVE)
         with trio.move_on_after(1.0):
-            while any(entry.receive.statistics().current_buffer_used for entry in self._peers.values()):
+            while any(entry.unsent for entry in self._peers.values()):
                 await trio.sleep(0.01)
 
     @contextmanager
@@ -170,7 +173,10 @@ class ChatService:
                 self._joined = True
                 self._announce(AnnounceKind.JOIN)
             async for msg in entry.receive:
-                await conn.send(msg.code, encode(msg))
+                try:
+                    await conn.send(msg.code, encode(msg))
+                finally:
+                    entry.unsent -= 1
         finally:
             if self._peers.get(peer.id) is entry:
                 del self._peers[peer.id]
@@ -196,6 +202,7 @@ class ChatService:
                 if not text and entry.send.statistics().current_buffer_used >= ANNOUNCE_QUEUE_SHARE:
                     raise trio.WouldBlock
                 entry.send.send_nowait(route.forward)
+                entry.unsent += 1
             except trio.WouldBlock:
                 self.dropped += 1
                 self.dropped_text += text
