@@ -277,7 +277,7 @@ def check_nodedb(path: str, *, flag: str = "--nodedb", create: bool = True) -> N
     if not os.path.exists(path):
         parent = os.path.dirname(os.path.abspath(path))
         if not create:
-            raise BadArgument(f"{shown}: no such directory")
+            raise CommandFailed(f"{shown}: no node database here (no such directory)")
         if not os.path.isdir(parent):
             raise BadArgument(f"{shown}: directory {parent} does not exist")
         return

@@ -151,7 +151,7 @@ def test_nodedb_list_on_other_directories_leaves_nothing(tmp_path: Path) -> None
     assert_one_line(p2p("nodedb", "list", str(empty)), 2, "not a node database", "empty")
     line = assert_one_line(p2p("nodedb", "list", str(foreign)), 1, "not a node database")
     assert "\\x" not in line
-    assert assert_one_line(p2p("nodedb", "list", str(tmp_path / "nope")), 2, "no such directory")
+    assert_one_line(p2p("nodedb", "list", str(tmp_path / "nope")), 1, "no such directory")
     assert [p.name for p in papers.iterdir()] == ["thesis.txt"]  # no LOCK, no LOG
     assert list(empty.iterdir()) == []
 

@@ -41,11 +41,11 @@ class Proc:
         end = time.monotonic() + DEADLINE
         while b"\n" not in self._buf:
             left = end - time.monotonic()
-            assert left > 0, f"no line from {self.p.args} in {DEADLINE} s; got {self.lines}"
+            assert left > 0, f"no line from {self.p.args!r} in {DEADLINE} s; got {self.lines}"
             ready, _, _ = select.select([self.p.stdout], [], [], left)
             if ready:
                 chunk = self.p.stdout.read1(65536)  # type: ignore[attr-defined]
-                assert chunk, f"{self.p.args} ended: {self.lines}"
+                assert chunk, f"{self.p.args!r} ended: {self.lines}"
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         self.lines.append(line.decode())
@@ -53,9 +53,9 @@ class Proc:
 
     def wait_for(self, event: str, **fields: Any) -> dict[str, Any]:
         while True:
-            obj = json.loads(self.readline())
+            obj: dict[str, Any] = json.loads(self.readline())
             if obj.get("event") == event and all(obj.get(k) == v for k, v in fields.items()):
-                return obj  # type: ignore[no-any-return]
+                return obj
 
     def stop(self, sig: int) -> tuple[int, str, str]:
         """Send ``sig``; the exit status, the rest of stdout, and stderr."""
