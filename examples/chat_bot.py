@@ -13,6 +13,7 @@ Run it next to ``p2p chat``:  python examples/chat_bot.py enode://...@127.0.0.1:
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -83,12 +84,24 @@ async def main(enodes: list[str]) -> None:
     nodes = [Node.from_url(url) for url in enodes]
     async with open_server(private_key=key, protocols=[bot.protocol], static_nodes=nodes,
                            discovery=False) as server:
-        print(f"bot listening on {server.enode}")
-        await serve_bot(bot)
+        print(f"bot listening on {server.enode}", flush=True)
+        # Ctrl-C or SIGTERM ends the answering only: the bot then says goodbye to the chat, and
+        # leaving the ``async with`` sends every peer a Disconnect.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve_bot, bot)
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
+        await bot.leave()
+    print("bot left", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        trio.run(main, sys.argv[1:])
-    else:
-        trio.run(demo)
+    try:
+        if len(sys.argv) > 1:
+            trio.run(main, sys.argv[1:])
+        else:
+            trio.run(demo)
+    except* KeyboardInterrupt:  # a Ctrl-C that came before the handler above was in place
+        pass

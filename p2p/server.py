@@ -275,6 +275,8 @@ class Server:
             history_expiry=dial_history_expiry, backoff_min=static_backoff[0], backoff_max=static_backoff[1],
             rng=self._rng)
         self._initial_static = _to_nodes(static_nodes)
+        # Static nodes now failing to dial, with how: at most one entry per static node.
+        self._static_failing: dict[NodeID, str] = {}
         self._limiter = _dial.InboundLimiter(inbound_throttle, throttle_loopback, _dial.parse_netrestrict(netrestrict))
         self._peers: dict[NodeID, Peer] = {}
         self._subscriptions: set[EventSubscription] = set()
@@ -367,6 +369,7 @@ class Server:
         """Forget a static node and disconnect it (REQUESTED) if connected."""
         node_id = node if isinstance(node, NodeID) else _to_nodes([node])[0].id
         self._scheduler.remove_static(node_id)
+        self._static_failing.pop(node_id, None)
         peer = self._peers.get(node_id)
         if peer is not None:
             peer.disconnect(DisconnectReason.REQUESTED)
@@ -709,6 +712,8 @@ class Server:
                 self.metrics.dials.labels(outcome).inc()
                 self._count_handshake_failure(exc)
                 log.debug("dial %s (%s) failed: %s", node.id.short(), kind, exc)
+                if kind == "static":
+                    self._report_static_failure(node, outcome, exc)
                 if conn is not None:
                     await close_transport(conn, None, linger=0)
                 if result is not None:
@@ -727,12 +732,23 @@ class Server:
                 self._scheduler.dial_finished(node, trio.current_time(), ok)
                 self._wake_dialer()
             self.metrics.dials.labels("ok").inc()
+            if kind == "static" and self._static_failing.pop(node.id, None) is not None:
+                log.warning("static node %s@%s:%d connected", node.id.short(), node.ip, node.tcp_port)
             if result is not None:
                 result.succeed(peer.info)
             await self._run_peer(peer)
         finally:
             if result is not None:
                 result.fail(DialError("dial cancelled", "cancelled"))
+
+    def _report_static_failure(self, node: Node, outcome: str, exc: BaseException) -> None:
+        """A static node the user asked for and cannot have is worth a line at the default level,
+        but only when its state changes: not at every retry of the backoff."""
+        if node.id not in self._scheduler.static or self._static_failing.get(node.id) == outcome:
+            return
+        self._static_failing[node.id] = outcome
+        log.warning("static node %s@%s:%d cannot be reached (%s); retrying", node.id.short(), node.ip,
+                    node.tcp_port, exc)
 
     def _count_handshake_failure(self, exc: BaseException) -> None:
         if isinstance(exc, RLPxError) or isinstance(exc, trio.TooSlowError):

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 from types import ModuleType
+
+from p2p.cli._args import ArgumentParser, BadArgument, CommandFailed, add_verbosity_argument
 
 # Order of the sub-commands in ``p2p --help``.
 COMMANDS = ("node", "bootnode", "chat", "testnet", "keygen", "nodedb", "bench")
@@ -24,10 +26,17 @@ def import_optional(name: str) -> ModuleType | None:
         return None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="p2p", description="devp2p node, tools and benchmarks")
-    parser.add_argument("-v", "--verbosity", default="warning",
-                        choices=["debug", "info", "warning", "error"], help="log level (logs go to stderr)")
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trio-devp2p")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="p2p", description="devp2p node, tools and benchmarks")
+    parser.add_argument("--version", action="version", version=f"p2p (trio-devp2p) {_version()}")
+    add_verbosity_argument(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = import_optional(f"p2p.cli.{name}")
@@ -41,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.verbosity.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from p2p.cli._run import report
+
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    except (BadArgument, CommandFailed, KeyboardInterrupt) as exc:  # checks made before a command runs
+        return report(args.command, exc)
 
 
 __all__ = ["main", "build_parser"]

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from p2p.cli import import_optional
+from p2p.cli._args import count, subcommand
 
 # Order in which ``p2p bench`` with no names runs them.
 BENCHMARKS = ("nodedb", "discovery", "rlpx", "peers", "compare")
@@ -23,11 +24,11 @@ def _available() -> list[str]:
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("bench", help="run benchmarks (JSON output)")
-    p.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
+    p = subcommand(sub, "bench", help="run benchmarks (JSON output)", doc=__doc__)
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
     p.add_argument("--quick", action="store_true", help="smaller workloads, for a fast look")
-    p.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--repeat", type=count(1), default=3, metavar="N", help="runs per figure; the median is reported")
+    p.add_argument("--out", metavar="FILE", help="also write the JSON to FILE")
     for name in _available():
         module = importlib.import_module(f"p2p.bench.{name}")
         if hasattr(module, "add_arguments"):

@@ -15,19 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 import trio
 
 from p2p import PeerAdded, PeerInfo, PeerRemoved, PrivateKey, Server, open_server
-from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
+from p2p.cli._args import add_node_arguments, load_key, server_options, subcommand
 from p2p.cli._chatui import ChatPrompt
+from p2p.cli._run import Stop, run_command
 from p2p.cli._writer import OUTPUT_QUEUE, OutputWriter, open_output, queue_size
-from protocols.chat.messages import MAX_TEXT_BYTES
+from protocols.chat.messages import MAX_NICK_BYTES, MAX_TEXT_BYTES
 from protocols.chat.service import MAX_KNOWN_NICKS, ChatService
 
 MAX_LINE_BYTES = MAX_TEXT_BYTES  # a longer stdin line is cut, never buffered whole
@@ -38,37 +39,20 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 control characte
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("chat", help="interactive chat over the chat protocol",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nick", required=True, help="the name others see (1-32 bytes)")
-    add_node_arguments(parser)
+    parser = subcommand(subparsers, "chat", help="interactive chat over the chat protocol", doc=__doc__)
+    parser.add_argument("--nick", required=True, type=nick, metavar="NAME",
+                        help=f"the name others see (1-{MAX_NICK_BYTES} bytes of UTF-8)")
+    add_node_arguments(parser, default_addr="127.0.0.1:0")
+    parser.add_argument("--output-queue", type=queue_size, default=OUTPUT_QUEUE, metavar="LINES",
+                        help=f"lines of stdout held for a slow reader before they are dropped (default {OUTPUT_QUEUE})")
     parser.set_defaults(func=run)
 
 
-def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """The node flags ``p2p chat`` shares with ``p2p node``."""
-    add_key_arguments(parser, hex_help="node key as hex",
-                      file_help="node key file (hex); without a key option a new key is made")
-    parser.add_argument("--addr", default="127.0.0.1:0", metavar="HOST:PORT",
-                        help="TCP and UDP listen address (default %(default)s: loopback, any free port)")
-    parser.add_argument("--bootnodes", default="", metavar="ENODES", help="comma-separated enode URLs for discovery")
-    parser.add_argument("--staticnodes", default="", metavar="ENODES",
-                        help="comma-separated enode URLs to stay connected to")
-    parser.add_argument("--maxpeers", type=int, default=50, help="peer limit (default %(default)s)")
-    parser.add_argument("--nodiscover", action="store_true", help="no discovery: only static nodes and inbound peers")
-    parser.add_argument("--nodedb", metavar="PATH", help="node database directory (default: in memory)")
-    parser.add_argument("--json", action="store_true", help="JSON events on stdout, one per line")
-    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics on this address")
-    parser.add_argument("--output-queue", type=queue_size, default=OUTPUT_QUEUE, metavar="LINES",
-                        help="lines of stdout held for a slow reader before they are dropped (default %(default)s)")
-
-
-def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
-    return {"private_key": key, "listen": parse_hostport(args.addr),
-            "bootnodes": parse_enode_list(args.bootnodes, "bootnode"),
-            "static_nodes": parse_enode_list(args.staticnodes, "static node"),
-            "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb,
-            "metrics_addr": parse_hostport(args.metrics, flag="--metrics") if args.metrics else None}
+def nick(text: str) -> str:
+    size = len(text.encode())
+    if not text.strip() or size > MAX_NICK_BYTES:
+        raise argparse.ArgumentTypeError(f"a nick is 1 to {MAX_NICK_BYTES} bytes, got {size}: {text!r}")
+    return text
 
 
 async def _report_events(server: Server, printer: "_Printer", chat: ChatService, nursery: trio.Nursery) -> None:
@@ -106,17 +90,9 @@ async def _show_connected(peer: PeerInfo, printer: "_Printer", chat: ChatService
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        key = load_key(args)
-        options = server_options(args, key)
-    except BadArgument as exc:
-        print(f"p2p chat: {exc}", file=sys.stderr)
-        return 2
-    try:
-        trio.run(_main, args, key, options)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    key = load_key(args)
+    options = server_options(args, key)
+    return run_command("chat", partial(_main, args, key, options))
 
 
 class _Printer:
@@ -197,7 +173,7 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
             pending = pending[-MAX_LINE_BYTES:]  # an endless line is cut, never buffered whole
 
 
-async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any]) -> None:
+async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any], stop: Stop) -> None:
     printer = _Printer(args.json)
     chat = ChatService(key, args.nick, emit=printer.event)
     printer.chat = chat
@@ -207,11 +183,11 @@ async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, An
         prompt = ChatPrompt(lambda: f"{chat.nick}> ")
     async with open_output(as_json=args.json, limit=args.output_queue,
                            sink=prompt.print_above if prompt is not None else None) as printer.output:
-        await _serve(args, options, printer, chat, prompt)
+        await _serve(args, options, printer, chat, prompt, stop)
 
 
 async def _serve(args: argparse.Namespace, options: dict[str, Any], printer: _Printer, chat: ChatService,
-                 prompt: ChatPrompt | None) -> None:
+                 prompt: ChatPrompt | None, stop: Stop) -> None:
     async with open_server(**options, protocols=[chat.protocol]) as server:
         server.metrics.watch_output(printer.output)
         if args.json:
@@ -230,22 +206,13 @@ async def _serve(args: argparse.Namespace, options: dict[str, Any], printer: _Pr
                 nursery.start_soon(prompt.run, send)
             else:
                 nursery.start_soon(_read_lines, send)
-            nursery.start_soon(_quit_on_signal, send.clone())
-            async with lines:
-                async for line in lines:
-                    if not await _command(line, chat, printer):
-                        break
-            await chat.leave()
-            nursery.cancel_scope.cancel()
-
-
-async def _quit_on_signal(send: trio.MemorySendChannel[str]) -> None:
-    """SIGTERM leaves as /quit does: the network hears that we go."""
-    async with send:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                await send.send("/quit")
-                return
+            async with lines:  # open until the end: the reader may still send after a signal
+                with stop.until_stopped():  # a signal leaves as /quit does: the network hears that we go
+                    async for line in lines:
+                        if not await _command(line, chat, printer):
+                            break
+                await chat.leave()
+                nursery.cancel_scope.cancel()
 
 
 COMMANDS = {

@@ -6,14 +6,15 @@ import argparse
 import os
 import sys
 
+from p2p.cli._args import subcommand
 from p2p.cli._output import print_json
 from p2p.crypto import PrivateKey, save_node_key
 from p2p.enode import NodeID
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("keygen", help="generate a node key")
-    p.add_argument("--out", help="write the key (hex, mode 0600) to FILE instead of printing it")
+    p = subcommand(sub, "keygen", help="generate a node key", doc=__doc__)
+    p.add_argument("--out", metavar="FILE", help="write the key (hex, mode 0600) to FILE instead of printing it")
     p.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=run)

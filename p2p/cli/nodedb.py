@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from p2p.cli._args import BadArgument, CommandFailed, check_nodedb, count, seconds, subcommand
 from p2p.cli._output import emit
 from p2p.enode.node import Node, NodeID
 from p2p.enode.nodedb import NodeDB, NodeDBError
@@ -21,23 +22,24 @@ DEFAULT_SEED_MAX_AGE = 5 * 24 * 3600.0  # go-ethereum's seed age limit: five day
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("nodedb", help="inspect a node database")
+    p = subcommand(sub, "nodedb", help="inspect a node database", doc=__doc__)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    ls = actions.add_parser("list", help="every node: id, enode URL, age of the last pong")
+    ls = subcommand(actions, "list", help="every node: id, enode URL, age of the last pong")
     ls.add_argument("path", metavar="PATH", help="node database directory")
     ls.add_argument("--json", action="store_true", help="one JSON object per node and line")
 
-    show = actions.add_parser("show", help="one node with its ENR and per-IP fields")
+    show = subcommand(actions, "show", help="one node with its ENR and per-IP fields")
     show.add_argument("path", metavar="PATH", help="node database directory")
-    show.add_argument("id", metavar="ID", help="node ID (64 hex digits) or enode URL")
+    show.add_argument("id", metavar="ID", help="node ID (64 hex digits, or a unique prefix such as the 16 that other commands print) "
+                           "or enode URL")
     show.add_argument("--json", action="store_true", help="print a JSON object")
 
-    seeds = actions.add_parser("seeds", help="the random fresh nodes a node would start from")
+    seeds = subcommand(actions, "seeds", help="the random fresh nodes a node would start from")
     seeds.add_argument("path", metavar="PATH", help="node database directory")
-    seeds.add_argument("--count", type=int, default=DEFAULT_SEED_COUNT, help="how many (default %(default)s)")
-    seeds.add_argument("--max-age", type=float, default=DEFAULT_SEED_MAX_AGE, metavar="SECONDS",
-                       help="newest pong at most this old (default %(default)s)")
+    seeds.add_argument("--count", type=count(0), default=DEFAULT_SEED_COUNT, metavar="N", help="how many")
+    seeds.add_argument("--max-age", type=seconds(), default=DEFAULT_SEED_MAX_AGE, metavar="SECONDS",
+                       help="newest pong at most this old")
     seeds.add_argument("--json", action="store_true", help="one JSON object per node and line")
     p.set_defaults(func=run)
 
@@ -87,46 +89,59 @@ def _print_nodes(db: NodeDB, nodes: list[Node] | Any, as_json: bool, event: str)
     return count
 
 
-def _parse_id(text: str) -> NodeID:
+MIN_ID_PREFIX = 8  # hex digits: shorter prefixes match too many nodes to be of use
+
+
+def _parse_id(db: NodeDB, text: str) -> NodeID:
+    """A node ID, an enode URL, or a unique prefix of an ID in ``db``."""
+    text = text.strip()
     if text.startswith("enode://"):
-        return Node.from_url(text).id
-    try:
-        return NodeID.from_hex(text)
-    except ValueError as exc:
-        raise ValueError(f"not a node ID (64 hex digits) or enode URL: {text!r}") from exc
+        try:
+            return Node.from_url(text).id
+        except ValueError as exc:
+            raise BadArgument(f"bad enode URL {text!r}: {exc}") from exc
+    hex_text = text.lower().removeprefix("0x")
+    if len(hex_text) == 64:
+        try:
+            return NodeID.from_hex(hex_text)
+        except ValueError:
+            pass
+    elif MIN_ID_PREFIX <= len(hex_text) < 64 and all(c in "0123456789abcdef" for c in hex_text):
+        found = [n.id for n in db.iter_nodes() if n.id.hex().startswith(hex_text)]
+        if len(found) > 1:
+            raise BadArgument(f"node ID prefix {text!r} matches {len(found)} nodes; give more digits")
+        if not found:
+            raise CommandFailed(f"no node with an ID starting {hex_text} in {db.path}")
+        return found[0]
+    raise BadArgument(f"not a node ID (64 hex digits, or at least {MIN_ID_PREFIX} of its first ones) "
+                      f"or enode URL: {text!r}")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Checked before LevelDB sees the path: opening would create LOCK and LOG files in any
+    # directory, and its own errors are raw bytes.
+    check_nodedb(args.path, flag="", create=False)
     try:
         db = NodeDB.open(args.path, inspect=True)
     except NodeDBError as exc:
-        print(f"p2p nodedb: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(exc)) from exc
     with db:
         if args.action == "list":
-            count = _print_nodes(db, db.iter_nodes(), args.json, "node")
+            listed = _print_nodes(db, db.iter_nodes(), args.json, "node")
             if not args.json:
-                print(f"{count} nodes", file=sys.stderr)
+                print(f"{listed} nodes", file=sys.stderr)
             return 0
         if args.action == "seeds":
-            if args.count < 0:
-                print("p2p nodedb: --count must be 0 or more", file=sys.stderr)
-                return 2
             _print_nodes(db, db.query_seeds(args.count, args.max_age), args.json, "seed")
             return 0
         return _show(db, args)
 
 
 def _show(db: NodeDB, args: argparse.Namespace) -> int:
-    try:
-        node_id = _parse_id(args.id)
-    except ValueError as exc:
-        print(f"p2p nodedb: {exc}", file=sys.stderr)
-        return 2
+    node_id = _parse_id(db, args.id)
     node = db.node(node_id)
     if node is None:
-        print(f"p2p nodedb: no node {node_id.hex()} in {args.path}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no node {node_id.hex()} in {args.path}")
     now = time.time()
     fields = _fields(db, node, now)
     fields["enr"] = node.enr.to_text() if node.enr is not None else None

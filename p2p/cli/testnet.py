@@ -8,49 +8,76 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
-import sys
+from functools import partial
 from typing import Any
 
-import trio
-
+from p2p.cli._args import BadArgument, count, seconds, subcommand
 from p2p.cli._output import emit
+from p2p.cli._run import Stop, run_command
 from p2p.testnet.runner import Progress, Testnet, TestnetConfig, shard_count
 from p2p.testnet.shard import KNOWN_PROTOCOLS
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("testnet", help="run a local testnet and report how it converges")
-    p.add_argument("--nodes", type=int, default=20, help="number of nodes, the bootnode included (default 20)")
-    p.add_argument("--protocols", default="",
-                   help=f"comma-separated sub-protocols the nodes run ({', '.join(KNOWN_PROTOCOLS)}); "
-                        "with any, nodes are full servers")
+    p = subcommand(sub, "testnet", help="run a local testnet and report how it converges", doc=__doc__)
+    p.add_argument("--nodes", type=count(2), default=20, metavar="N", help="number of nodes, the bootnode included")
+    p.add_argument("--protocols", default="", metavar="NAME,...",
+                   help=f"sub-protocols the nodes run ({', '.join(KNOWN_PROTOCOLS)}); with any, nodes are full servers")
     p.add_argument("--servers", action="store_true",
                    help="full servers (RLPx peers) even without protocols; default: discovery only")
-    p.add_argument("--peers", type=int, default=5, help="peers each server node must reach (default 5)")
-    p.add_argument("--seconds", type=float, default=60.0, help="convergence deadline (default 60)")
-    p.add_argument("--processes", type=int, default=0,
-                   help="spread the nodes over this many child processes (default: all in this one)")
-    p.add_argument("--lookups", type=int, default=50, help="lookups after convergence (default 50)")
-    p.add_argument("--messages", type=int, default=3, help="chat messages sent with --protocols chat (default 3)")
-    p.add_argument("--interval", type=float, default=0.5, help="seconds between progress samples")
-    p.add_argument("--seed", type=int, help="seed for node keys and choices, for reproducible runs")
+    p.add_argument("--peers", type=count(0), default=5, metavar="N", help="peers each server node must reach")
+    p.add_argument("--seconds", type=seconds(positive=True), default=60.0, metavar="SECONDS",
+                   help="convergence deadline")
+    p.add_argument("--processes", type=count(1), metavar="N",
+                   help="spread the nodes over N child processes (default: all in this one)")
+    p.add_argument("--lookups", type=count(0), default=50, metavar="N", help="lookups after convergence")
+    p.add_argument("--messages", type=count(0), default=3, metavar="N",
+                   help="chat messages sent with --protocols chat")
+    p.add_argument("--interval", type=seconds(positive=True), default=0.5, metavar="SECONDS",
+                   help="time between progress samples")
+    p.add_argument("--seed", type=int, metavar="N", help="seed for node keys and choices, for reproducible runs")
     p.add_argument("--netns", action="store_true",
                    help="put nodes in Linux network namespaces with their own addresses (root only)")
     p.add_argument("--json", action="store_true", help="progress as JSON lines, the last one the summary")
-    p.add_argument("--plot", metavar="FILE.png", help="write a PNG of convergence over time")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG of convergence over time to FILE")
     p.set_defaults(func=run)
 
 
 def _config(args: argparse.Namespace) -> TestnetConfig:
     protocols = tuple(p.strip() for p in args.protocols.split(",") if p.strip())
-    unknown = [p for p in protocols if p not in KNOWN_PROTOCOLS]
-    if unknown:
-        raise SystemExit(f"p2p testnet: unknown protocol(s) {', '.join(unknown)}")
-    return TestnetConfig(nodes=args.nodes, protocols=protocols, seconds=args.seconds,
-                         processes=args.processes, servers=args.servers, peers=args.peers,
-                         lookups=args.lookups, messages=args.messages, interval=args.interval,
-                         seed=args.seed)
+    for name in protocols:
+        if name not in KNOWN_PROTOCOLS:
+            from p2p.cli.node import known_protocols
+
+            if name in known_protocols():
+                raise BadArgument(f"--protocols {name}: testnet nodes run only {', '.join(KNOWN_PROTOCOLS)} "
+                                  f"(the testnet measures those; run {name} with p2p node --protocols {name})")
+            raise BadArgument(f"--protocols: unknown protocol {name!r} (known: {', '.join(known_protocols())}; "
+                              f"testnet runs {', '.join(KNOWN_PROTOCOLS)})")
+    try:
+        return TestnetConfig(nodes=args.nodes, protocols=protocols, seconds=args.seconds,
+                             processes=args.processes or 0, servers=args.servers, peers=args.peers,
+                             lookups=args.lookups, messages=args.messages, interval=args.interval,
+                             seed=args.seed)
+    except ValueError as exc:
+        raise BadArgument(str(exc)) from exc
+
+
+def _check_plot(path: str) -> None:
+    """Refuse a plot that could not be written, now rather than after the run."""
+    if os.path.isdir(path):
+        raise BadArgument(f"--plot {path}: is a directory, give a FILE.png")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadArgument(f"--plot {path}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise BadArgument(f"--plot {path}: directory {folder} is not writable")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BadArgument("--plot needs matplotlib (pip install matplotlib)")
 
 
 def _ok(summary: dict[str, Any]) -> bool:
@@ -59,46 +86,82 @@ def _ok(summary: dict[str, Any]) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = _config(args)
-    except ValueError as exc:
-        print(f"p2p testnet: {exc}", file=sys.stderr)
-        return 2
+    config = _config(args)
+    if args.plot:
+        _check_plot(args.plot)
     if args.netns:
         from p2p.testnet import netns
 
         try:
             netns.check_available()
         except netns.NetnsError as exc:
-            print(f"p2p testnet: --netns: {exc}", file=sys.stderr)
-            return 2
+            raise BadArgument(f"--netns: {exc}") from exc
     from p2p.testnet.shard import tune_gc
 
     tune_gc()
+    runs: list[Testnet] = []
+    result: dict[str, Any] = {}
     if args.json:
-        summary, history = _run_json(config, args)
+        status = _run_json(config, args, runs, result)
     else:
-        summary, history = _run_live(config, args)
+        status = _run_live(config, args, runs, result)
+    if "summary" not in result:
+        return status  # failed before it started; the error is printed
     if args.plot:
         from p2p.testnet.plot import write_plot
 
-        write_plot(args.plot, history, summary)
-    return 0 if _ok(summary) else 1
+        write_plot(args.plot, runs[0].history, result["summary"])
+    return 0 if _ok(result["summary"]) or result["summary"].get("interrupted") else 1
 
 
-async def _run(config: TestnetConfig, on_progress: Any,
-               args: argparse.Namespace) -> tuple[dict[str, Any], list[Progress]]:
-    if args.netns:
-        from p2p.testnet import netns
+async def _run(config: TestnetConfig, on_progress: Any, args: argparse.Namespace,
+               runs: list[Testnet], result: dict[str, Any], stop: Stop) -> None:
+    with stop.until_stopped():
+        if args.netns:
+            from p2p.testnet import netns
 
-        async with netns.namespaces(config) as placed:
-            net = Testnet(placed, on_progress)
-            return await net.run(), net.history
-    net = Testnet(config, on_progress)
-    return await net.run(), net.history
+            async with netns.namespaces(config) as placed:
+                runs.append(Testnet(placed, on_progress))
+                result["summary"] = await runs[0].run()
+            return
+        runs.append(Testnet(config, on_progress))
+        result["summary"] = await runs[0].run()
+    if "summary" not in result and runs:
+        result["summary"] = interrupted_summary(config, runs[0].history)
 
 
-def _run_json(config: TestnetConfig, args: argparse.Namespace) -> tuple[dict[str, Any], list[Progress]]:
+def _first(history: list[Progress], reached: Any) -> float | None:
+    return next((p.elapsed for p in history if reached(p)), None)
+
+
+def interrupted_summary(config: TestnetConfig, history: list[Progress]) -> dict[str, Any]:
+    """The summary's figures as far as the samples taken before a stop show them."""
+    last = history[-1] if history else None
+    rss, base = (last.rss, last.rss_base) if last else (0, 0)
+    table = {"min": last.table_min, "median": last.table_median, "max": last.table_max} if last else None
+    peers = {"min": last.peers_min, "median": last.peers_median, "max": last.peers_max} if last else None
+    at = last.elapsed if last else 0.0
+    return {
+        "nodes": config.nodes, "processes": max(1, shard_count(config)), "child_processes": shard_count(config),
+        "mode": "server" if config.full else "discovery", "protocols": list(config.protocols),
+        "converged": False, "interrupted": True, "deadline_seconds": config.seconds,
+        "start_seconds": _first(history, lambda p: p.up == config.nodes),
+        "table_target": config.table_target, "peer_target": config.peer_target,
+        "table_fill_seconds": _first(history, lambda p: p.full_tables == config.nodes),
+        "peers_seconds": _first(history, lambda p: p.peered == config.nodes),
+        "table_size": table, "full_tables": last.full_tables if last else 0,
+        "peers": peers, "peered": last.peered if last else 0,
+        "lookups": None, "chat": None,
+        "memory": {"rss_bytes": rss, "baseline_bytes": base, "per_node_bytes": (rss - base) / config.nodes},
+        "final_table_size": table, "final_peers": peers,
+        "elapsed_seconds": at,
+        "sampled": {"table_size": "interrupted", "full_tables": "interrupted", "peers": "interrupted",
+                    "peered": "interrupted", "final_table_size": "end", "final_peers": "end", "memory": "end"},
+        "sample_seconds": {"interrupted": at, "end": at},
+    }
+
+
+def _run_json(config: TestnetConfig, args: argparse.Namespace, runs: list[Testnet], result: dict[str, Any]) -> int:
     emit("testnet_start", nodes=config.nodes, processes=max(1, shard_count(config)),
          child_processes=shard_count(config), protocols=list(config.protocols),
          mode="server" if config.full else "discovery", table_target=config.table_target,
@@ -107,9 +170,10 @@ def _run_json(config: TestnetConfig, args: argparse.Namespace) -> tuple[dict[str
     def on_progress(p: Progress) -> None:
         emit("progress", **p.to_json())
 
-    summary, history = trio.run(_run, config, on_progress, args)
-    emit("summary", ok=_ok(summary), **summary)
-    return summary, history
+    status = run_command("testnet", partial(_run, config, on_progress, args, runs, result))
+    if "summary" in result:
+        emit("summary", ok=_ok(result["summary"]), **result["summary"])
+    return status
 
 
 # --- the live display -------------------------------------------------------------------------
@@ -188,8 +252,11 @@ def _summary_table(summary: dict[str, Any]) -> Any:
 
     ok = _ok(summary)
     nodes = summary["nodes"]
-    table = Table(title="summary: " + ("[green]converged[/green]" if ok else "[red]NOT converged[/red]"),
-                  show_header=False)
+    if summary.get("interrupted"):
+        title = f"summary: [yellow]interrupted[/yellow] after {summary['elapsed_seconds']:.1f} s"
+    else:
+        title = "summary: " + ("[green]converged[/green]" if ok else "[red]NOT converged[/red]")
+    table = Table(title=title, show_header=False)
     table.add_column("figure", style="bold", no_wrap=True)
     table.add_column("value")
     processes = summary["processes"]
@@ -200,8 +267,9 @@ def _summary_table(summary: dict[str, Any]) -> Any:
         table.add_row(f"every node >= {summary['peer_target']} peers", after(summary["peers_seconds"]))
 
     times = summary["sample_seconds"]
-    point = "convergence" if "convergence" in times else "deadline"
-    moment(f"at {'convergence' if point == 'convergence' else 'the deadline'}", times[point])
+    point = next(p for p in ("convergence", "deadline", "interrupted") if p in times)
+    moment({"convergence": "at convergence", "deadline": "at the deadline", "interrupted": "when interrupted"}[point],
+           times[point])
     table.add_row("  table size", spread(summary["table_size"]))
     table.add_row(f"  tables >= {summary['table_target']}", f"{summary['full_tables']}/{nodes} nodes")
     if summary["peer_target"]:
@@ -234,7 +302,7 @@ def _summary_table(summary: dict[str, Any]) -> Any:
     return table
 
 
-def _run_live(config: TestnetConfig, args: argparse.Namespace) -> tuple[dict[str, Any], list[Progress]]:
+def _run_live(config: TestnetConfig, args: argparse.Namespace, runs: list[Testnet], result: dict[str, Any]) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -243,16 +311,17 @@ def _run_live(config: TestnetConfig, args: argparse.Namespace) -> tuple[dict[str
         # Piped: no frames to redraw. The last one and the summary, each on lines of its own
         # (rich's Live leaves its last line open when it writes to a file).
         last: list[Progress] = []
-        summary, history = trio.run(_run, config, last.append, args)
+        status = run_command("testnet", partial(_run, config, last.append, args, runs, result))
         console.print(_progress_table(config, last[-1] if last else None))
     else:
         with Live(_progress_table(config, None), console=console, refresh_per_second=4, transient=False) as live:
             def on_progress(p: Progress) -> None:
                 live.update(_progress_table(config, p))
 
-            summary, history = trio.run(_run, config, on_progress, args)
-    console.print()
-    console.print(_summary_table(summary))
-    if args.plot:
-        console.print(f"plot: {args.plot}")
-    return summary, history
+            status = run_command("testnet", partial(_run, config, on_progress, args, runs, result))
+    if "summary" in result:
+        console.print()
+        console.print(_summary_table(result["summary"]))
+        if args.plot:
+            console.print(f"plot: {args.plot}")
+    return status

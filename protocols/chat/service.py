@@ -87,13 +87,16 @@ class ChatPeer:
 class _PeerEntry:
     """One neighbour's outbound side: its outbox and the pacing of what we send it."""
 
-    __slots__ = ("conn", "outbox", "pace", "wakeup")
+    __slots__ = ("conn", "outbox", "pace", "wakeup", "sending")
 
     def __init__(self, conn: ProtocolConnection, limits: ChatLimits, now: float) -> None:
         self.conn = conn
         self.outbox = Outbox(PEER_QUEUE_SIZE, ANNOUNCE_QUEUE_SHARE)
         self.pace = TokenBucket(limits.forward_rate, limits.forward_burst, now)
         self.wakeup = trio.Event()
+        # Taken from the outbox and not yet written: leave() waits for it too, or the leave
+        # announcement could be cut off while it is on its way.
+        self.sending = False
 
 
 class _Ingress:
@@ -199,7 +202,7 @@ class ChatService:
         """Tell the network this node is leaving, and give the queues a moment to drain."""
         self._announce(AnnounceKind.LEAVE)
         with trio.move_on_after(1.0):
-            while any(len(entry.outbox) for entry in self._peers.values()):
+            while any(len(entry.outbox) or entry.sending for entry in self._peers.values()):
                 await trio.sleep(0.01)
 
     @contextmanager
@@ -241,9 +244,13 @@ class ChatService:
                     entry.wakeup = trio.Event()
                     await entry.wakeup.wait()
                     continue
-                while not entry.pace.take(self._clock()):
-                    await trio.sleep(entry.pace.delay(self._clock()))
-                await conn.send(msg.code, encode(msg))
+                entry.sending = True
+                try:
+                    while not entry.pace.take(self._clock()):
+                        await trio.sleep(entry.pace.delay(self._clock()))
+                    await conn.send(msg.code, encode(msg))
+                finally:
+                    entry.sending = False
         finally:
             if self._peers.get(peer.id) is entry:
                 del self._peers[peer.id]
