@@ -401,7 +401,7 @@ async def _ours_disc_answer() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compare-node", help="Node.js binary for the ethereumjs side (default: node on PATH)")
+    parser.add_argument("--compare-node", metavar="PATH", help="Node.js binary for the ethereumjs side (default: node on PATH)")
 
 
 def _ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> float:

@@ -36,9 +36,9 @@ TESTNET_DEADLINE = 180.0  # seconds a bench testnet may take to converge before 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--discovery-nodes", default="100,500",
+    parser.add_argument("--discovery-nodes", default="100,500", metavar="N,...",
                         help="testnet sizes to time, comma-separated (quick mode: the first only)")
-    parser.add_argument("--discovery-seconds", type=float, default=3.0, help="seconds of pinging per run")
+    parser.add_argument("--discovery-seconds", type=float, default=3.0, metavar="SECONDS", help="seconds of pinging per run")
     parser.add_argument("--discovery-window", type=int, default=64, help="pings in flight from the sender")
 
 

@@ -43,7 +43,7 @@ HOST = "127.0.0.1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rlpx-seconds", type=float, default=None,
+    parser.add_argument("--rlpx-seconds", type=float, default=None, metavar="SECONDS",
                         help=f"seconds per rlpx run (default {SECONDS}, {QUICK_SECONDS} with --quick)")
 
 
