@@ -8,7 +8,7 @@ it starts itself to talk to), and answers every line that starts with ``!``:
     !peers       -> how many peers the bot has
     !echo TEXT   -> TEXT
 
-Run it next to ``p2p chat``:  python examples/chat_bot.py enode://...@127.0.0.1:30303
+Run it next to ``p2p chat``:  .venv/bin/python examples/chat_bot.py enode://...@127.0.0.1:30303
 """
 
 from __future__ import annotations
