@@ -54,4 +54,7 @@ async def main(duration: float = 1.0) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    trio.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
+    try:
+        trio.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)
+    except* KeyboardInterrupt:  # Ctrl-C: leaving the blocks above has stopped the nodes and tasks
+        pass
