@@ -495,8 +495,17 @@ class Server:
             kwargs: dict[str, Any] = {"bootnodes": self.bootnodes, "nodedb": db, "tcp_port": port}
             if self.advertised_ip is not None:
                 kwargs["advertised_ip"] = self.advertised_ip
-            if self.discovery_config is not None:
-                kwargs["config"] = self.discovery_config
+            config = self.discovery_config
+            if self._limiter.netrestrict is not None:
+                # Discovery keeps to the same networks as the dialer and the listener.
+                from dataclasses import replace
+
+                from p2p.discover import DiscoveryConfig
+
+                config = replace(config if config is not None else DiscoveryConfig(),
+                                 netrestrict=self._limiter.netrestrict)
+            if config is not None:
+                kwargs["config"] = config
             self.discovery = await inner.enter_async_context(open_discovery(self.private_key, (host, port), **kwargs))
         except BaseException:
             self.discovery = None

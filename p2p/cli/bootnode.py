@@ -1,7 +1,8 @@
 """``p2p bootnode``: a discovery-only node (discovery v4 over UDP, no RLPx).
 
     p2p bootnode [--nodekeyhex HEX | --nodekey FILE] [--addr HOST:PORT | --port PORT]
-                 [--bootnodes URL,...] [--nodedb PATH] [--nat none|extip:IP] [--json]
+                 [--bootnodes URL,...] [--nodedb PATH] [--nat none|extip:IP]
+                 [--netrestrict CIDR,...] [--json]
 
 Without a key flag the node runs with an ephemeral key. With ``--json`` the first line is
 ``{"event": "listening", "enode": ..., "enr": ...}``, then one ``node_added`` per node already
@@ -22,6 +23,7 @@ from p2p.cli._args import (
     listen_address,
     load_key,
     nat,
+    netrestrict,
     parse_enode_list,
     subcommand,
 )
@@ -44,6 +46,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="keep the node database in PATH, new or empty the first time (default: in memory)")
     p.add_argument("--nat", default="none", type=nat, metavar="none|extip:IP",
                    help="address advertised in the ENR and enode")
+    p.add_argument("--netrestrict", type=netrestrict, metavar="CIDR,...",
+                   help="only talk to these networks: other packets are dropped, other nodes not kept")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     p.set_defaults(func=run)
 
@@ -57,12 +61,14 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
                  stop: Stop) -> None:
     from contextlib import ExitStack
 
-    from p2p.discover import NodeAdded, open_discovery
+    from p2p.dial import parse_netrestrict
+    from p2p.discover import DiscoveryConfig, NodeAdded, open_discovery
     from p2p.enode.nodedb import NodeDB
 
     with ExitStack() as stack:
         db = stack.enter_context(NodeDB.open(args.nodedb)) if args.nodedb else None
-        async with open_discovery(key, listen, bootnodes=boots, nodedb=db,
+        config = DiscoveryConfig(netrestrict=parse_netrestrict(args.netrestrict))
+        async with open_discovery(key, listen, bootnodes=boots, nodedb=db, config=config,
                                   advertised_ip=parse_nat(args.nat)) as disc:
             # The bootnodes entered the table while open_discovery started: the replay reports them.
             events = disc.subscribe(replay=True)

@@ -174,6 +174,9 @@ class DiscoveryConfig:
     refresh_on_start: bool = True
     revalidate: bool = True
     lookup_limiter: trio.CapacityLimiter | None = None  # None: the one shared by the whole trio run
+    # Only these networks are talked to (go-ethereum's --netrestrict): packets from elsewhere are
+    # dropped, and neighbours elsewhere never enter the table. None: every network.
+    netrestrict: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
 
 
 _SHARED_LOOKUP_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("discovery_lookups")
@@ -436,6 +439,10 @@ class Discovery:
             logger.debug("%s: dropped packet from %s:%s (%s): %s", self.local_id.short(), addr[0], addr[1],
                          reason, detail)
 
+    def _allowed(self, ip: IPAddress) -> bool:
+        nets = self.config.netrestrict
+        return nets is None or any(ip in net for net in nets)
+
     def _handle_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         self.stats.bytes_in += len(data)
         try:
@@ -449,6 +456,9 @@ class Discovery:
             self._drop("from_self", addr, "packet signed with our own key")
             return
         ip = self._source_ip(addr[0])
+        if not self._allowed(ip):
+            self._drop("netrestrict", addr, "source outside --netrestrict")
+            return
         self.stats.packets_in[r.type.name.lower()] += 1
         if isinstance(packet, Ping):
             self._on_ping(r, packet, node_id, ip, addr)
@@ -660,6 +670,9 @@ class Discovery:
         for e in entries:
             if e.ip is None or e.udp_port == 0 or not relay_allowed(sender, e.ip):
                 self.stats.drops["bad_neighbor"] += 1
+                continue
+            if not self._allowed(e.ip):
+                self.stats.drops["netrestrict"] += 1
                 continue
             node = _entry_node(e)
             if node is None:
