@@ -485,6 +485,10 @@ class V5Protocol:
                 await call.event.wait()
             if not call.done:
                 self.stats.timeouts[_kind(message)] += 1
+            elif node.enr is not None:
+                # an answer proves it live; without a record it could not be passed on
+                self.table.add_verified(node)
+                self._table_changed()
         finally:
             del self._pending[(node.id, req_id)]
             if opened is not None:
