@@ -6,13 +6,15 @@ What running against it taught us (each checked by a test below):
 - It drops a session unless the peer's record ip/udp equal the packet's source address, so
   our records carry the exact bound address; its helper puts its bound port in its own
   record before it prints "listening".
-- It never resends a request itself after a timeout of 1 s (``requestTimeout``): our engine
-  answers inline from the receive loop, well within that.
+- It never resends a request after its 1 s timeout (``requestRetries`` is 1 and its retry
+  counter starts at 1): our engine answers inline from the receive loop, well within that.
 - Its FINDNODE in a lookup asks three distances (log-distance to the target, then +1, -1) and
   drops records at other distances; ours answers only the distances asked, which is all it
   accepts.
-- It never answers TALKREQ by itself (no response at all, not an empty one): its helper
-  registers a handler (``--talk``) that answers "echo:" + the request.
+- It never answers TALKREQ by itself (no response at all, not even the empty TALKRESP the
+  specification asks for an unknown protocol): its helper answers "echo:" + the request for
+  the protocol given with ``--talk`` and nothing else, so a TALKREQ for another protocol times
+  out on our side.
 - A restart of either side is healed by one WHOAREYOU round: the side that kept its session
   sends a message packet the other cannot decrypt, and the new handshake carries the request.
 """
@@ -27,9 +29,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from p2p.crypto import PrivateKey
+from p2p.discover.errors import RequestTimeout
 from p2p.discover.transport import open_udp_transport
 from p2p.discover.v5 import V5Config, V5Protocol, open_v5
 from p2p.enode import ENR, Node, NodeID, log_distance
@@ -162,6 +166,9 @@ async def test_ping_findnode_talk_both_ways() -> None:
             assert await ours.request_enr(js.node) == js.enr
             assert await ours.talkreq(js.node, "echo", b"yo") == b"echo:yo"
             assert js.talks[-1]["protocol"] == "echo" and bytes.fromhex(js.talks[-1]["payload"]) == b"yo"
+            with pytest.raises(RequestTimeout):
+                await ours.talkreq(js.node, "other", b"?")
+            assert js.talks[-1]["protocol"] == "other"  # it did get there
             # it knows ours (from the session) and answers FINDNODE at ours' distance from it
             d = log_distance(js.node.id, ours.local_id)
             theirs = await ours.findnode(js.node, (d, d + 1 if d < 256 else d - 1))
