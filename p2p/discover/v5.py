@@ -53,7 +53,7 @@ from p2p.discover.v5wire import (
     WhoareyouReceived,
 )
 from p2p.discover.v5wire.codec import MAX_CHALLENGES, SESSION_CACHE_SIZE
-from p2p.discover.v5wire.messages import MAX_DISTANCE, nodes_message_size
+from p2p.discover.v5wire.messages import MAX_DISTANCE, encode_message, nodes_message_size
 from p2p.discover.v5wire.packet import MAX_PACKET_SIZE, MESSAGE_AUTHDATA_SIZE, STATIC_PACKET_SIZE
 from p2p.enode import ENR, MAX_ENR_SIZE, ENRError, IPAddress, Node, NodeID, log_distance
 
@@ -75,6 +75,11 @@ MAX_BACKGROUND: Final = 16  # record fetches (after a PONG with a newer seq) run
 GCM_TAG_SIZE: Final = 16
 # the largest message plaintext that fits a 1280-byte packet within a session
 MAX_MESSAGE_SIZE: Final = MAX_PACKET_SIZE - STATIC_PACKET_SIZE - MESSAGE_AUTHDATA_SIZE - GCM_TAG_SIZE
+
+# a request may ride in a handshake packet, whose authdata adds sizes, signature, ephemeral
+# key and possibly our record to the message packet's
+HANDSHAKE_EXTRA: Final = 2 + 64 + 33 + MAX_ENR_SIZE
+MAX_REQUEST_SIZE: Final = MAX_MESSAGE_SIZE - HANDSHAKE_EXTRA
 
 TalkHandler = Callable[[NodeID, Address, bytes], Awaitable[bytes]]
 LocalRecord = Union[ENR, Callable[[], ENR]]
@@ -266,7 +271,7 @@ class V5Protocol:
     async def _send_datagram(self, data: bytes, addr: Address, kind: str) -> None:
         try:
             await self._transport.send(data, addr)
-        except OSError as exc:
+        except (OSError, trio.ClosedResourceError) as exc:
             self.stats.drops["v5_send_error"] += 1
             logger.debug("v5 send %s to %s failed: %s", kind, addr, exc)
             return
@@ -422,7 +427,7 @@ class V5Protocol:
                 self.stats.drops["v5_talk_timeout"] += 1
                 return
             resp = TalkResp(req.req_id, bytes(response))
-            if len(resp.response) + 32 > MAX_MESSAGE_SIZE:
+            if len(encode_message(resp)) > MAX_MESSAGE_SIZE:
                 self.stats.drops["v5_talk_response_too_big"] += 1
                 return
             await self._send(node_id, addr, resp)
@@ -510,6 +515,8 @@ class V5Protocol:
     async def talkreq(self, node: Node, protocol: str | bytes, request: bytes) -> bytes:
         """Ask ``node``'s ``protocol`` handler; an empty answer may mean it has none."""
         proto = protocol.encode() if isinstance(protocol, str) else protocol
+        if len(encode_message(TalkReq(bytes(REQUEST_ID_SIZE), proto, request))) > MAX_REQUEST_SIZE:
+            raise ValueError(f"a TALKREQ of {len(request)} bytes does not fit a handshake packet")
         call = await self._request(node, lambda rid: TalkReq(rid, proto, request))
         if not call.done:
             raise RequestTimeout(f"no TALKRESP from {node.id.short()}")
@@ -620,10 +627,11 @@ class V5Protocol:
         added to the table as live, the nodes they name as seen (with the table's IP limits)."""
         target_id = NodeID(target) if target is not None else NodeID(self._rng.randbytes(32))
         lk = Lookup(target_id, self.local_id, alpha=self.config.alpha, k=LOOKUP_RESULTS)
-        lk.add_nodes(self.table.closest(target_id, LOOKUP_RESULTS))
+        # only nodes with a record: in a table shared with v4, the others may not speak v5
+        lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if n.enr is not None)
         if lk.finished:
             self.seed()
-            lk.add_nodes(self.table.closest(target_id, LOOKUP_RESULTS))
+            lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if n.enr is not None)
         send, recv = trio.open_memory_channel[tuple[Node, Union[list[Node], None]]](self.config.alpha + 1)
 
         async def query(node: Node) -> None:

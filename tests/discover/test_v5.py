@@ -164,8 +164,16 @@ async def test_talk_protocols(autojump_clock: trio.testing.MockClock) -> None:
 
         b.talk("upper", upper)
         b.talk(b"broken", broken)
+        async def huge(node_id: NodeID, addr: tuple[str, int], req: bytes) -> bytes:
+            return b"x" * 1300
+
         b.talk("slow", slow)
+        b.talk("huge", huge)
         node = members[1].node
+        with pytest.raises(ValueError):
+            await a.talkreq(node, "upper", b"x" * 800)
+        with pytest.raises(RequestTimeout):
+            await a.talkreq(node, "huge", b"")
         assert await a.talkreq(node, "upper", b"abc") == b"ABC"
         assert await a.talkreq(node, "nobody", b"abc") == b""  # unknown: empty TALKRESP
         with pytest.raises(RequestTimeout):
@@ -176,7 +184,8 @@ async def test_talk_protocols(autojump_clock: trio.testing.MockClock) -> None:
         assert b.stats.drops["v5_talk_unknown_protocol"] == 1
         assert b.stats.drops["v5_talk_handler_error"] == 1
         assert b.stats.drops["v5_talk_timeout"] == 1
-        assert a.stats.timeouts["talkreq"] == 2
+        assert b.stats.drops["v5_talk_response_too_big"] == 1
+        assert a.stats.timeouts["talkreq"] == 3
 
 
 async def test_talk_handlers_bounded(autojump_clock: trio.testing.MockClock) -> None:

@@ -42,6 +42,7 @@ from p2p.discover.v5wire.packet import (
 )
 from p2p.discover.wire import encode_rlp
 from p2p.enode import ENR, Node, NodeID, log_distance
+from p2p.metrics import ServerMetrics
 from tests.discover.v5net import PORT, Member, member, run
 
 
@@ -319,6 +320,11 @@ async def test_whoareyou_flood_from_one_ip_is_rate_limited(autojump_clock: trio.
         out = v5.stats.packets_out["whoareyou"]
         assert out <= 200 + 100 * (elapsed + 0.1) + 1
         assert v5.stats.drops["v5_rate_limited"] == 3000 - out
+        metrics = ServerMetrics()
+        metrics.watch_discovery_v5(v5)
+        text = metrics.render().decode()
+        assert f'p2p_discv5_drops_total{{reason="v5_rate_limited"}} {3000.0 - out}' in text
+        assert 'p2p_discv5_store_evictions_total{store="challenges_evicted"} 0.0' in text
         await trio.sleep(3)  # the budget refills
         await raw.handshake(victim)
 
