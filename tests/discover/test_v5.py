@@ -331,3 +331,46 @@ async def test_engine_over_udp() -> None:
                 found = await v1.lookup(v2.local_id)
                 assert found[0].id == v2.local_id
                 assert v0.stats.packets_in["findnode"] >= 2
+
+
+async def test_shared_socket_hand_off_of_non_v4_packets() -> None:
+    """The shape of the v4 service's hand-off: one UDP socket, v4's decoder first, and what
+    it refuses as too small or with a bad hash (every v5 packet) fed to the v5 engine."""
+    from p2p.discover.errors import BadHash, DecodeError, PacketTooSmall
+    from p2p.discover.transport import InboxTransport
+    from p2p.discover.wire import decode_packet as decode_v4
+
+    with trio.fail_after(10):
+        rng = random.Random(13)
+        k_shared, k_other = PrivateKey.generate(rng), PrivateKey.generate(rng)
+        async with open_udp_transport() as sock, open_udp_transport() as t_other:
+            async def send(data: bytes, addr: tuple[str, int]) -> None:
+                await sock.send(data, addr)
+
+            inbox = InboxTransport(sock.local_address, send)
+            v4_packets = 0
+
+            async def demux() -> None:
+                nonlocal v4_packets
+                while True:
+                    data, addr = await sock.receive()
+                    try:
+                        decode_v4(data)
+                    except (PacketTooSmall, BadHash):
+                        inbox.feed(data, addr)
+                        continue
+                    except DecodeError:
+                        pass  # a broken v4 packet: the v4 service counts it
+                    v4_packets += 1
+
+            r_shared = ENR.build(k_shared, 1, ip="127.0.0.1", udp=sock.local_address[1])
+            r_other = ENR.build(k_other, 1, ip="127.0.0.1", udp=t_other.local_address[1])
+            async with trio.open_nursery() as n:
+                n.start_soon(demux)
+                async with open_v5(inbox, k_shared, r_shared, config=V5Config(rng=random.Random(1))) as shared, \
+                        open_v5(t_other, k_other, r_other, config=V5Config(rng=random.Random(2))) as other:
+                    await other.ping(Node.from_enr(r_shared))
+                    await shared.ping(Node.from_enr(r_other))
+                    assert shared.stats.packets_in["handshake"] == 1 and v4_packets == 0
+                    assert inbox.dropped == 0
+                n.cancel_scope.cancel()
