@@ -42,7 +42,6 @@ from p2p.discover.v5wire import (
     FindNode,
     HandshakeCompleted,
     Message,
-    MessageReceived,
     Nodes,
     Ping,
     Pong,

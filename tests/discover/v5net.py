@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from p2p.crypto import PrivateKey
 from p2p.discover.transport import MemoryEndpoint, MemoryNetwork
@@ -52,8 +52,6 @@ async def network(n: int, *, seed: int = 1, config: V5Config | None = None,
         nodes = []
         for i, m in enumerate(members):
             boots = (members[0].record,) if i else ()
-            cfg = config or V5Config()
-            from dataclasses import replace
-            cfg = replace(cfg, rng=random.Random(seed * 1000 + i))
+            cfg = replace(config or V5Config(), rng=random.Random(seed * 1000 + i))
             nodes.append(await stack.enter_async_context(run(m, bootnodes=boots, config=cfg)))
         yield members, nodes
