@@ -291,8 +291,9 @@ async def test_lookup_under_loss_and_latency(autojump_clock: trio.testing.MockCl
     rng = random.Random(11)
     net = MemoryNetwork(loss=lambda d, s, t: rng.random() < 0.1, latency=lambda d, s, t: rng.uniform(0.01, 0.1))
     async with network(20, seed=3, net=net) as (members, nodes):
-        for v in nodes[1:]:
-            await v.lookup(v.local_id)
+        for _ in range(2):  # a lost packet may cost a node its place in a table: join twice
+            for v in nodes[1:]:
+                await v.lookup(v.local_id)
         hits = 0
         for m in members[10:15]:
             found = await nodes[1].lookup(m.record.node_id)
