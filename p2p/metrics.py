@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -50,25 +50,13 @@ class ServerMetrics:
         self.peers.labels("outbound").set(0)
 
     def ingress(self, protocol: str, code: int, size: int) -> None:
-        entry = self._in.get((protocol, code))
-        if entry is None:
-            entry = self._in[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._in, protocol, code, size)
 
     def egress(self, protocol: str, code: int, size: int) -> None:
-        entry = self._out.get((protocol, code))
-        if entry is None:
-            entry = self._out[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._out, protocol, code, size)
 
     def unhandled(self, protocol: str, code: int, size: int) -> None:
-        entry = self._unhandled.get((protocol, code))
-        if entry is None:
-            entry = self._unhandled[(protocol, code)] = [0, 0]
-        entry[0] += 1
-        entry[1] += size
+        _count(self._unhandled, protocol, code, size)
 
     def watch_frame_budget(self, budget: Any) -> None:
         """Export a :class:`p2p.rlpx.FrameBudget`'s use from now on."""
@@ -103,8 +91,24 @@ class ServerMetrics:
         """Export the discovery v5 engine's counters (``p2p_discv5_*``) from now on."""
         self.registry.register(_DiscoveryCollector(v5, prefix="p2p_discv5", title="Discovery v5"))
 
+    def watch_output(self, output: "OutputStats") -> None:
+        """Export the command's stdout queue (``p2p node``, ``p2p chat``) from now on."""
+        self.registry.register(_OutputCollector(output))
+
+    def watch_nodedb(self, db: Any) -> None:
+        """Export the node database's bounds at work (evictions, refusals) and node counts."""
+        self.registry.register(_NodeDBCollector(db))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count(table: dict[tuple[str, int], list[int]], protocol: str, code: int, size: int) -> None:
+    entry = table.get((protocol, code))
+    if entry is None:
+        entry = table[(protocol, code)] = [0, 0]
+    entry[0] += 1
+    entry[1] += size
 
 
 class _MessageCollector(Collector):
@@ -177,6 +181,30 @@ class _BudgetCollector(Collector):
         yield refused
 
 
+class OutputStats(Protocol):
+    """What :meth:`ServerMetrics.watch_output` reads of a command's output queue."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class _OutputCollector(Collector):
+    def __init__(self, output: OutputStats) -> None:
+        self._output = output
+
+    def collect(self) -> Iterable[Any]:
+        dropped = CounterMetricFamily("p2p_output_dropped",
+                                      "Lines of stdout dropped because the reader did not keep up")
+        dropped.add_metric([], float(self._output.dropped))
+        yield dropped
+        queued = GaugeMetricFamily("p2p_output_queued_lines", "Lines of stdout waiting for the reader")
+        queued.add_metric([], float(self._output.queued))
+        yield queued
+
+
 def _snapshot(disc: Any) -> Mapping[str, Any]:
     stats = getattr(disc, "stats", None)
     snap = getattr(stats, "snapshot", None)
@@ -239,6 +267,30 @@ class _DiscoveryCollector(Collector):
             yield stores
 
 
+class _NodeDBCollector(Collector):
+    """Reads the node database's ``stats`` and counts at scrape time (plain integers there)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def collect(self) -> Iterable[Any]:
+        stats = self._db.stats
+        evicted = CounterMetricFamily(
+            "p2p_nodedb_evicted", "Node database entries dropped by its bounds: nodes (least recently seen "
+            "unprotected) and endpoints (a node's least recently seen IP)", labels=["kind"])
+        evicted.add_metric(["node"], float(stats.evicted_nodes))
+        evicted.add_metric(["endpoint"], float(stats.evicted_endpoints))
+        yield evicted
+        refused = CounterMetricFamily("p2p_nodedb_protect_refused", "Protections refused: max_protected reached")
+        refused.add_metric([], float(stats.protect_refused))
+        yield refused
+        nodes = GaugeMetricFamily("p2p_nodedb_nodes", "Nodes the node database tracks, by protection",
+                                  labels=["state"])
+        nodes.add_metric(["unprotected"], float(self._db.unprotected_count))
+        nodes.add_metric(["protected"], float(self._db.protected_count))
+        yield nodes
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[v6]:PORT`` or ``:PORT`` (all interfaces would be "", we use 127.0.0.1)."""
     host, sep, port = text.rpartition(":")
@@ -291,4 +343,4 @@ async def serve_metrics(
     await trio.serve_listeners(guarded, listeners)
 
 
-__all__ = ["ServerMetrics", "parse_hostport", "serve_metrics"]
+__all__ = ["OutputStats", "ServerMetrics", "parse_hostport", "serve_metrics"]

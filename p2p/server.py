@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -52,6 +52,9 @@ from p2p.rlpx.budget import FRAME_MEMORY_BUDGET, FrameBudget
 from p2p.rlpx.connection import AUTH_TIMEOUT, accept as rlpx_accept, connect as rlpx_connect
 from p2p.rlpx.errors import AuthTimeout, HandshakeTimeout, MessageTooLarge, RLPxError
 from p2p.rlpx.frame import encode_code
+
+if TYPE_CHECKING:
+    from p2p.enode.nodedb import NodeDB, NodeDBLimits
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,7 @@ class Server:
         discovery: bool = True,
         discovery_config: Any = None,
         node_db_path: str | None = None,
+        node_db_limits: NodeDBLimits | None = None,
         nat: str | None = None,
         netrestrict: Iterable[str] | str | None = None,
         client_id: str = CLIENT_ID,
@@ -236,6 +240,9 @@ class Server:
         self.discovery_enabled = discovery
         self.discovery_config = discovery_config
         self.node_db_path = node_db_path
+        self.node_db_limits = node_db_limits  # None: the module's constants
+        self._nodedb: NodeDB | None = None  # while discovery runs
+        self._db_held: set[Peer] = set()  # dialed peers this server protects in the node database
         self.advertised_ip = parse_nat(nat)
         self.client_id = client_id
         self.allow_useless_peers = allow_useless_peers
@@ -308,6 +315,11 @@ class Server:
         return self._enr
 
     @property
+    def node_db(self) -> NodeDB | None:
+        """The node database while discovery runs (None without discovery)."""
+        return self._nodedb if self.discovery is not None else None
+
+    @property
     def tcp_port(self) -> int:
         return self._tcp_port
 
@@ -326,13 +338,23 @@ class Server:
         peer = self._peers.get(NodeID(bytes(node_id)))
         return peer.connection(protocol) if peer is not None else None
 
-    def events(self, buffer: int = EVENT_BUFFER) -> EventSubscription:
-        """Subscribe to PeerAdded / PeerRemoved. Each call is an independent, bounded channel."""
-        sub = EventSubscription(self, buffer)
+    def events(self, buffer: int = EVENT_BUFFER, *, replay: bool = False) -> EventSubscription:
+        """Subscribe to PeerAdded / PeerRemoved. Each call is an independent, bounded channel.
+
+        With ``replay``, the subscription first holds one PeerAdded per peer connected now, then
+        the changes: a subscriber that comes after the server started (and its static peers
+        connected) misses nothing and sees nothing twice. The buffer grows by the replayed
+        peers, so that they never push out the first changes.
+        """
+        current = list(self._peers.values()) if replay else []
+        sub = EventSubscription(self, buffer + len(current))
         if self._closing and self._nursery is None:
             sub.close()
-        else:
-            self._subscriptions.add(sub)
+            return sub
+        # No checkpoint from the snapshot to the registration: no event falls between them.
+        for peer in current:
+            sub._deliver(PeerAdded(peer.info))
+        self._subscriptions.add(sub)
         return sub
 
     def add_peer(self, node: Node | str) -> None:
@@ -464,7 +486,7 @@ class Server:
 
         inner = AsyncExitStack()
         try:
-            db = inner.enter_context(NodeDB.open(self.node_db_path))
+            db = inner.enter_context(NodeDB.open(self.node_db_path, limits=self.node_db_limits))
             db.set_self(self.id)
             await inner.enter_async_context(db.serving())
             kwargs: dict[str, Any] = {"bootnodes": self.bootnodes, "nodedb": db, "tcp_port": port}
@@ -478,7 +500,9 @@ class Server:
             await inner.aclose()
             raise
         stack.push_async_exit(inner)
+        self._nodedb = db
         self.metrics.watch_discovery(self.discovery)
+        self.metrics.watch_nodedb(db)
 
     async def _shutdown(self, nursery: trio.Nursery) -> None:
         self._closing = True
@@ -806,6 +830,8 @@ class Server:
         self._scheduler.peer_added(hs.node_id, dialed=not hs.inbound and hs.node_id not in self._trusted,
                                    now=trio.current_time())
         self.metrics.peers.labels("inbound" if hs.inbound else "outbound").inc()
+        if not hs.inbound and self._nodedb is not None and self._nodedb.protect(hs.node_id):
+            self._db_held.add(peer)  # a node we dialed and spoke to keeps its place while connected
         log.info("peer added: %s %r %s %s:%d", hs.node_id.short(), info.client,
                  "inbound" if hs.inbound else "outbound", remote[0], remote[1])
         self._emit(PeerAdded(info))
@@ -821,6 +847,9 @@ class Server:
                 del self._peers[info.id]
                 self._scheduler.peer_removed(info.id, trio.current_time())
             self.metrics.peers.labels("inbound" if info.inbound else "outbound").dec()
+            if peer in self._db_held and self._nodedb is not None:
+                self._db_held.discard(peer)
+                self._nodedb.unprotect(info.id)
             self.metrics.disconnects.labels(
                 error.reason.name.lower() if isinstance(error.reason, DisconnectReason) else str(error.reason),
                 "remote" if error.remote_requested else "local").inc()

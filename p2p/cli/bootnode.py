@@ -4,8 +4,9 @@
                  [--bootnodes URL,...] [--nodedb PATH] [--json]
 
 Without a key flag the node runs with an ephemeral key. With ``--json`` the first line is
-``{"event": "listening", "enode": ..., "enr": ...}``, then one ``node_added`` /
-``node_removed`` object (with ``id`` and ``enode``) per table change.
+``{"event": "listening", "enode": ..., "enr": ...}``, then one ``node_added`` per node already
+in the table (the bootnodes, the database's seeds), then one ``node_added`` / ``node_removed``
+object (with ``id`` and ``enode``) per table change.
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
     with ExitStack() as stack:
         db = stack.enter_context(NodeDB.open(args.nodedb)) if args.nodedb else None
         async with open_discovery(key, listen, bootnodes=boots, nodedb=db) as disc:
+            # The bootnodes entered the table while open_discovery started: the replay reports them.
+            events = disc.subscribe(replay=True)
             me = disc.local_node
             if args.json:
                 emit("listening", enode=_url(me), enr=disc.enr.to_text(), id=me.id.hex())
             else:
                 print(f"listening on {listen[0]}:{disc.udp_port}\n{_url(me)}\n{disc.enr.to_text()}", flush=True)
-            async for ev in disc.subscribe():
+            async for ev in events:
                 name = "node_added" if isinstance(ev, NodeAdded) else "node_removed"
                 if args.json:
                     emit(name, id=ev.node.id.hex(), enode=_url(ev.node), table=len(disc.table))
@@ -69,9 +72,14 @@ def run(args: argparse.Namespace) -> int:
     except BadArgument as exc:
         print(f"p2p bootnode: {exc}", file=sys.stderr)
         return 2
+    from p2p.enode.nodedb import NodeDBError, NodeDBForeign
+
     try:
         trio.run(_serve, args, key, listen, boots)
-    except OSError as exc:
+    except NodeDBForeign as exc:  # another program's database named by --nodedb: a usage error
+        print(f"p2p bootnode: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, NodeDBError) as exc:
         print(f"p2p bootnode: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,8 @@
 """``p2p node``: run a full node (RLPx listener, discovery, dialer, sub-protocols) until Ctrl-C.
 
 With ``--json`` every line of stdout is one JSON object: first ``listening`` (``enode``,
-``enr``), then ``peer_added`` / ``peer_removed`` and the sub-protocols' own events.
+``enr``), then ``peer_added`` for every peer already connected, then ``peer_added`` /
+``peer_removed`` and the sub-protocols' own events.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import trio
 
 from p2p.cli._args import BadArgument, add_key_arguments, load_key, parse_enode_list, parse_hostport
-from p2p.cli._output import emit as emit_json
+from p2p.cli._writer import OUTPUT_QUEUE, OutputWriter, open_output, queue_size
 from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
 from p2p.enode import Node, NodeID
@@ -45,6 +46,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--nat", default="none", metavar="none|extip:IP", help="address advertised in the ENR and enode")
     p.add_argument("--netrestrict", metavar="CIDR,...", help="only connect to / accept these networks")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument("--output-queue", type=queue_size, default=OUTPUT_QUEUE, metavar="LINES",
+                   help=f"lines of stdout held for a slow reader before they are dropped (default {OUTPUT_QUEUE})")
     p.set_defaults(func=run)
 
 
@@ -66,23 +69,16 @@ def _reason(reason: DisconnectReason | int) -> str:
     return reason.name.lower() if isinstance(reason, DisconnectReason) else str(reason)
 
 
-class _Printer:
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        if self.as_json:
-            emit_json(event, **fields)
-        else:
-            detail = " ".join(f"{k}={v}" for k, v in fields.items())
-            sys.stdout.write(f"{event} {detail}\n")
-            sys.stdout.flush()
-
-
 async def _main(args: argparse.Namespace) -> int:
+    # stdout goes through a bounded queue: a reader that pauses loses lines, the node nothing.
+    async with open_output(as_json=args.json, limit=args.output_queue) as output:
+        return await _serve(args, output)
+
+
+async def _serve(args: argparse.Namespace, output: OutputWriter) -> int:
     key = _key(args)
     node_id = NodeID.from_pubkey(key.public_key)
-    out = _Printer(args.json)
+    out = output.emit
     try:
         host, port = parse_hostport(args.addr)
         metrics = parse_hostport(args.metrics, flag="--metrics") if args.metrics else None
@@ -114,12 +110,14 @@ async def _main(args: argparse.Namespace) -> int:
         netrestrict=args.netrestrict,
         metrics_addr=metrics,
     ) as server:
+        server.metrics.watch_output(output)
         fields: dict[str, Any] = {"enode": server.enode, "enr": server.enr.to_text(), "id": server.id.hex(),
                                   "tcp": server.tcp_port,
                                   "udp": server.discovery.udp_port if server.discovery is not None else None}
         if server.metrics_port is not None:
             fields["metrics"] = f"{metrics[0] if metrics else host}:{server.metrics_port}"
-        with server.events() as events:
+        # Replay: a static peer may have connected while open_server started.
+        with server.events(replay=True) as events:
             out("listening", **fields)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async with trio.open_nursery() as nursery:
@@ -142,7 +140,14 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from p2p.enode.nodedb import NodeDBError, NodeDBForeign
+
     try:
         return trio.run(_main, args)
     except KeyboardInterrupt:
         return 130
+    except NodeDBError as exc:
+        # another program's database named by --nodedb is a usage error; a store in use or
+        # unreadable is a run-time one
+        print(f"p2p node: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, NodeDBForeign) else 1

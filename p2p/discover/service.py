@@ -261,13 +261,24 @@ class _Pending:
 
 
 class Subscription:
-    """Table events (:class:`NodeAdded` / :class:`NodeRemoved`) from the moment it is made;
-    iterate it with ``async for``. Ends when the service closes."""
+    """Table events (:class:`NodeAdded` / :class:`NodeRemoved`) from the moment it is made,
+    preceded by one NodeAdded per table member when made with ``replay``; iterate it with
+    ``async for``. Ends when the service closes."""
 
-    def __init__(self, disc: "Discovery", size: int) -> None:
+    def __init__(self, disc: "Discovery", size: int, replay: bool = False) -> None:
         self._disc = disc
-        self._send, self._recv = trio.open_memory_channel[TableEvent](size)
-        disc._subscribers.add(self._send)
+        # Changes the table made before now go to the older subscribers only: the snapshot
+        # below already holds their outcome.
+        disc._flush_events()
+        members = disc.table.nodes() if replay else []
+        # The table is bounded, so is the room the replay adds.
+        self._send, self._recv = trio.open_memory_channel[TableEvent](size + len(members))
+        for node in members:
+            self._send.send_nowait(NodeAdded(node))
+        if disc._closed:
+            self._send.close()
+        else:
+            disc._subscribers.add(self._send)
 
     def __aiter__(self) -> "Subscription":
         return self
@@ -329,6 +340,7 @@ class Discovery:
         self._subscribers: set[trio.MemorySendChannel[TableEvent]] = set()
         self._ip_cache: dict[str, IPAddress] = {}
         self._expirer_started = False
+        self._db_held: set[bytes] = set()  # table members this service protects in the node database
         self._refreshing: trio.Event | None = None
         # Set once the first refresh's self lookup is over (or when there is none): until then
         # the table holds only seeds, and a dialer fed from it would all dial the bootnodes.
@@ -730,6 +742,7 @@ class Discovery:
         if not events:
             return
         for ev in events:
+            self._hold_in_db(ev)
             for ch in list(self._subscribers):
                 try:
                     ch.send_nowait(ev)
@@ -738,9 +751,25 @@ class Discovery:
                 except trio.ClosedResourceError:
                     self._subscribers.discard(ch)
 
-    def subscribe(self, size: int = SUBSCRIBER_QUEUE) -> Subscription:
-        """Table events from now on: ``async for ev in disc.subscribe(): ...``."""
-        return Subscription(self, size)
+    def _hold_in_db(self, ev: TableEvent) -> None:
+        """Table members keep their place in the node database: a flood of new nodes never
+        evicts the nodes that seed the table after a restart."""
+        node_id = ev.node.id
+        if isinstance(ev, NodeAdded):
+            if node_id not in self._db_held and self._db.protect(node_id):
+                self._db_held.add(node_id)
+        elif node_id in self._db_held:
+            self._db_held.discard(node_id)
+            self._db.unprotect(node_id)
+
+    def subscribe(self, size: int = SUBSCRIBER_QUEUE, *, replay: bool = False) -> Subscription:
+        """Table events from now on: ``async for ev in disc.subscribe(): ...``.
+
+        With ``replay``, first one NodeAdded per node in the table now (the bootnodes and
+        database seeds put there while :func:`open_discovery` started, for instance), then the
+        changes, with none lost or repeated in between.
+        """
+        return Subscription(self, size, replay)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -984,6 +1013,9 @@ class Discovery:
 
     def _close(self) -> None:
         self._closed = True
+        for node_id in self._db_held:  # the database may outlive us (its owner's, or reopened)
+            self._db.unprotect(node_id)
+        self._db_held.clear()
         for ch in list(self._subscribers):
             ch.close()
         self._subscribers.clear()

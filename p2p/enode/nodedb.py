@@ -6,9 +6,15 @@ disk, or with the same behaviour in memory when no path is given:
 * every key of a node starts with ``n:<32-byte id>:v4``; the record itself lives at that
   exact key, per-endpoint fields at ``n:<id>:v4:<16-byte IP>:<field>`` (IPv4 in its
   IPv4-mapped form), so one prefix scan finds and deletes everything about a node;
-* a ``version`` key guards the layout: a store of another version is wiped;
+* a ``version`` key guards the layout: a store of another version of ours is wiped, but a
+  store that holds keys and no version key is another program's and is refused untouched
+  (:class:`NodeDBForeign`);
 * a store that LevelDB reports as corrupted is repaired, and if that fails it is moved
-  aside and a new one created: the node always starts;
+  aside and a new one created: the node always starts. A store whose ``CURRENT`` file is
+  missing is repaired too (LevelDB would otherwise start a new, empty store over it);
+* what is kept for nodes that are not protected (see :meth:`NodeDB.protect`: discovery
+  protects table members, the server the peers it dialed) is bounded by a count, the least
+  recently seen node going first; the IPs kept per node are bounded too (:class:`NodeDBLimits`);
 * ``query_seeds`` finds random fresh nodes by seeking to random IDs;
 * an expiry task, started only once the node has bonded with someone, drops nodes that
   have not answered a ping for a long time, so that seeds survive an offline start.
@@ -23,6 +29,7 @@ import os
 import random
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -51,6 +58,15 @@ SEEK_WALK_LIMIT = 16  # records one seek may step over (stale, duplicate) before
 SEEK_STEP_LIMIT = 256  # keys (records and per-IP fields) one seek may read at most
 SEEK_FIRST_BYTE_STEP = 16  # the seek's first ID byte creeps up by < 16, as go-ethereum: small stores get swept
 EXPIRE_NODES_PER_CHECKPOINT = 256  # the expiry scan yields to trio this often, so a big store never stalls the loop
+# A table holds at most 16 x 256 = 4,096 nodes; twice that many unprotected nodes keep a full
+# table's worth of seeds for a restart, at about 1 KiB each (record, per-IP fields, bookkeeping): 8 MiB.
+MAX_UNPROTECTED_NODES = 8192
+# Protected nodes are table members and dialed peers: a 256-bucket table (4,096) plus 1,024 peers;
+# protection past that is refused, so that no caller's mistake unbinds the store.
+MAX_PROTECTED_NODES = 16 * 256 + 1024
+# A node moves between a few addresses (IPv4, IPv6, a new NAT mapping); more is one key
+# sending from many addresses, each of which would add per-IP fields.
+MAX_ENDPOINTS_PER_NODE = 4
 LEVELDB_OPTIONS: dict[str, Any] = {
     "bloom_filter_bits": 10,  # most seq lookups on insert are for new nodes: answer them without a block read
     "max_open_files": 64,  # go-ethereum keeps its node database small in file handles too
@@ -64,8 +80,10 @@ FIELD_PING = b"lastping"
 FIELD_PONG = b"lastpong"
 FIELD_FINDFAIL = b"findfail"
 FIELD_SEQ = b"seq"
+_ENDPOINT_FIELDS = (FIELD_PING, FIELD_PONG, FIELD_FINDFAIL)
 ZERO_IP16 = bytes(16)  # the "no endpoint" IP under which a node's record seq is kept
 _NODE_KEY_LEN = len(NODE_PREFIX) + 32 + len(DISCOVER_ROOT)
+_ITEM_KEY_MIN_LEN = _NODE_KEY_LEN + 1 + 16 + 1  # n:<id>:v4:<ip16>: before the field name
 _IP4_MAPPED = bytes(10) + b"\xff\xff"
 _FLOAT = struct.Struct(">d")
 _UINT = struct.Struct(">Q")
@@ -94,6 +112,15 @@ class NodeDBAlreadyServing(NodeDBError, RuntimeError):
 
 class NodeDBCorrupt(NodeDBError):
     """Opened for inspection, the store is damaged or not a node database (it is left untouched)."""
+
+
+class NodeDBForeign(NodeDBError):
+    """The path holds something that is not a node database (keys but no node database
+    version key, or a file): another program's, refused untouched."""
+
+    def __init__(self, path: str, why: str = "it holds data but no node database version key") -> None:
+        super().__init__(f"{path}: not a node database ({why}); refusing to use or wipe it")
+        self.path = path
 
 
 # --- storage backends -------------------------------------------------------------------
@@ -130,16 +157,18 @@ class Store(Protocol):
 class MemoryStore:
     """An ordered in-memory store with the subset of plyvel's interface the database uses.
 
-    A dict holds the data; a sorted key list serves seeks. New keys wait in a pending list
+    A dict holds the data; a sorted key list serves seeks. New keys wait in a pending set
     and deleted keys stay in the sorted list (skipped) until the next seek needs order, so
-    that bulk inserts and expiry sweeps do not pay a list insertion or removal each.
+    that bulk inserts and expiry sweeps do not pay a list insertion or removal each. A key
+    deleted while pending leaves the pending set at once: a stream of short-lived keys
+    (nodes evicted between two seeks) holds no memory.
     """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._sorted: list[bytes] = []
         self._in_sorted: set[bytes] = set()
-        self._pending: list[bytes] = []
+        self._pending: dict[bytes, None] = {}  # insertion-ordered set: O(1) removal on delete
         self._stale = 0
 
     def get(self, key: bytes) -> bytes | None:
@@ -150,13 +179,15 @@ class MemoryStore:
             if key in self._in_sorted:
                 self._stale -= 1
             else:
-                self._pending.append(key)
+                self._pending[key] = None
         self._data[key] = value
 
     def delete(self, key: bytes) -> None:
-        if self._data.pop(key, None) is not None and key in self._in_sorted:
-            self._stale += 1
-        # a pending key that was deleted is dropped when pending keys are merged
+        if self._data.pop(key, None) is not None:
+            if key in self._in_sorted:
+                self._stale += 1
+            else:
+                self._pending.pop(key, None)
 
     def write_batch(self) -> "MemoryBatch":
         return MemoryBatch(self)
@@ -173,7 +204,7 @@ class MemoryStore:
     def _keys(self) -> list[bytes]:
         """The sorted key list, with pending keys merged in (it may still hold deleted keys)."""
         if self._pending:
-            fresh = [k for k in self._pending if k in self._data and k not in self._in_sorted]
+            fresh = [k for k in self._pending if k not in self._in_sorted]
             self._pending.clear()
             if len(fresh) > 64:
                 self._sorted = sorted(self._data)
@@ -364,18 +395,35 @@ def _stored_version(db: plyvel.DB) -> int | None:
     return _UINT.unpack(blob)[0] if len(blob) == 8 else -1
 
 
-def _open_checked(path: str) -> plyvel.DB:
-    """Open (creating) and make sure the version key is ours; wipe the store if it is not."""
+def _all_keys_ours(db: plyvel.DB) -> bool:
+    it = db.iterator(include_value=False)
+    try:
+        return all(key == LOCAL_SEQ_KEY or (key.startswith(NODE_PREFIX) and len(key) >= _NODE_KEY_LEN
+                                            and key[_NODE_KEY_LEN - len(DISCOVER_ROOT):_NODE_KEY_LEN] == DISCOVER_ROOT)
+                   for key in it)
+    finally:
+        it.close()
+
+
+def _open_checked(path: str, *, repaired: bool = False) -> plyvel.DB:
+    """Open (creating) and make sure the version key is ours; wipe a store of another of our
+    layout versions, refuse (untouched) one that holds data without our version key.
+
+    ``repaired``: we have just repaired this store, which may have cost the version key; if
+    every key left has our layout, it is ours and keeps its data.
+    """
     db = _open_leveldb(path, True)
     try:
         found = _stored_version(db)
         if found is None:
-            # an empty store; a store with data but no version key is not ours to keep
             if next(db.iterator(include_value=False), None) is not None:
-                found = -1
-            else:
-                db.put(VERSION_KEY, _UINT.pack(DB_VERSION), sync=True)
-                return db
+                if not (repaired and _all_keys_ours(db)):
+                    raise NodeDBForeign(path)
+                logger.warning("node database %s lost its version key in the repair: restored", path)
+            db.put(VERSION_KEY, _UINT.pack(DB_VERSION), sync=True)
+            return db
+        if found < 0:  # every layout of ours wrote an 8-byte version: this "version" is someone else's
+            raise NodeDBForeign(path)
         if found != DB_VERSION:
             logger.warning("node database %s has layout version %s, want %s: wiping it", path, found, DB_VERSION)
             db.close()
@@ -402,8 +450,8 @@ def _verify(db: plyvel.DB) -> None:
         it.close()
 
 
-def _open_verified(path: str) -> plyvel.DB:
-    db = _open_checked(path)
+def _open_verified(path: str, *, repaired: bool = False) -> plyvel.DB:
+    db = _open_checked(path, repaired=repaired)
     try:
         _verify(db)
     except BaseException:
@@ -412,17 +460,46 @@ def _open_verified(path: str) -> plyvel.DB:
     return db
 
 
+_LEVELDB_FILE_SUFFIXES = (".ldb", ".sst", ".log")
+
+
+def _lost_current(path: str) -> bool:
+    """A LevelDB directory whose CURRENT file is gone but whose data files are still there.
+
+    LevelDB would open it as a new store (CURRENT is what it looks for) and then delete the
+    table files it does not know as obsolete: every record lost, silently.
+    """
+    try:
+        names = os.listdir(path)
+    except OSError:  # no directory yet (a new store), or not a directory: LevelDB says which
+        return False
+    if "CURRENT" in names:
+        return False
+    return any(n.endswith(_LEVELDB_FILE_SUFFIXES) or n.startswith("MANIFEST-") for n in names)
+
+
 def _open_persistent(path: str) -> plyvel.DB:
     """Open the store at ``path``; a damaged store is repaired, else moved aside and recreated."""
+    if os.path.exists(path) and not os.path.isdir(path):  # LevelDB would call it damaged: it is not ours
+        raise NodeDBForeign(path, "not a directory")
+    if _lost_current(path):
+        logger.warning("node database %s has no CURRENT file: repairing it from its table and log files", path)
+        return _repair_or_move_aside(path)
     try:
         return _open_verified(path)
     except plyvel.Error as exc:
         if _is_lock_error(exc):
             raise NodeDBError(f"{path}: node database is in use by another process: {exc}") from exc
         logger.warning("node database %s is damaged (%s): repairing it", path, exc)
+    return _repair_or_move_aside(path)
+
+
+def _repair_or_move_aside(path: str) -> plyvel.DB:
     try:
         plyvel.repair_db(path)
-        db = _open_verified(path)
+        if _lost_current(path):  # opening now would start an empty store over the files
+            raise plyvel.CorruptionError(b"repair wrote no CURRENT file")
+        db = _open_verified(path, repaired=True)
         logger.warning("node database %s repaired", path)
         return db
     except plyvel.Error as exc:
@@ -470,13 +547,55 @@ class EndpointInfo:
     find_fails: int
 
 
+@dataclass(frozen=True, slots=True)
+class NodeDBLimits:
+    """Bounds on what the database keeps; the defaults are the module's constants."""
+
+    max_unprotected: int = MAX_UNPROTECTED_NODES  # nodes kept that no one protects; least recently seen out
+    max_protected: int = MAX_PROTECTED_NODES  # nodes that can be protected at once; more are refused
+    max_endpoints: int = MAX_ENDPOINTS_PER_NODE  # IPs with per-IP fields per node; least recently seen out
+
+    def __post_init__(self) -> None:
+        if self.max_unprotected < 0 or self.max_protected < 0 or self.max_endpoints < 1:
+            raise ValueError(f"node database limits out of range: {self}")
+
+
+class NodeDBStats:
+    """What the bounds did, for metrics: nodes and endpoints evicted, protections refused."""
+
+    __slots__ = ("evicted_nodes", "evicted_endpoints", "protect_refused")
+
+    def __init__(self) -> None:
+        self.evicted_nodes = 0
+        self.evicted_endpoints = 0
+        self.protect_refused = 0
+
+
 class NodeDB:
-    """Nodes and their per-endpoint bonding state; see the module docstring."""
+    """Nodes and their per-endpoint bonding state; see the module docstring.
+
+    Every write about a node makes it the most recently seen. Nodes that no one protects are
+    kept up to ``limits.max_unprotected``; past that the least recently seen one is deleted
+    with all its keys. The owner of a node's place protects it while that place lasts:
+    discovery while the node is in its table, the server while a peer it dialed is
+    connected (:meth:`protect` / :meth:`unprotect`, counted, so both can hold one node).
+    Protection is not stored: after a restart the nodes seen last are the last to go.
+    """
 
     def __init__(self, store: Store, *, path: str | None, clock: Callable[[], float], expiration: float,
-                 cleanup_interval: float, rng: random.Random) -> None:
+                 cleanup_interval: float, rng: random.Random, limits: NodeDBLimits | None = None,
+                 track: bool = True) -> None:
         self._store: Store = store
         self.path = path
+        self.limits = limits if limits is not None else NodeDBLimits()
+        self.stats = NodeDBStats()
+        # node ID -> its IPs with per-IP fields (least recently seen first), in two maps:
+        # unprotected nodes ordered least recently seen first, protected nodes unordered
+        self._unprotected: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._protected: dict[bytes, tuple[bytes, ...]] = {}
+        self._holds: dict[bytes, int] = {}  # protected node ID -> protect() calls not yet undone
+        self._warned_full = False
+        self._track = track  # False when opened for inspection: nothing is written, nothing to bound
         self._clock = clock
         self.expiration = expiration
         self.cleanup_interval = cleanup_interval
@@ -491,12 +610,16 @@ class NodeDB:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time,
              expiration: float = NODE_EXPIRATION, cleanup_interval: float = CLEANUP_INTERVAL,
-             rng: random.Random | None = None, inspect: bool = False) -> "NodeDB":
+             rng: random.Random | None = None, inspect: bool = False,
+             limits: NodeDBLimits | None = None) -> "NodeDB":
         """Open the store at ``path`` (in memory when None).
 
         ``clock`` gives the times stored and compared; a store on disk outlives the
         process, so its clock must be wall-clock time. ``inspect=True`` opens without
         creating, wiping or repairing anything, raising :class:`NodeDBError` instead.
+        A store that holds data but no version key raises :class:`NodeDBForeign` and is
+        left as it was. ``limits`` bounds what is kept (:class:`NodeDBLimits`); a store on
+        disk that holds more is trimmed on open, least recently seen nodes first.
         """
         store: Store
         spath = os.fspath(path) if path is not None else None
@@ -510,8 +633,18 @@ class NodeDB:
                 store = _open_persistent(spath)
             except plyvel.Error as exc:
                 raise NodeDBError(f"{spath}: cannot open node database: {exc}") from exc
-        return cls(store, path=spath, clock=clock, expiration=expiration, cleanup_interval=cleanup_interval,
-                   rng=rng if rng is not None else random.SystemRandom())
+        db = cls(store, path=spath, clock=clock, expiration=expiration, cleanup_interval=cleanup_interval,
+                 rng=rng if rng is not None else random.SystemRandom(), limits=limits, track=not inspect)
+        if spath is not None and not inspect:
+            try:
+                db._load_tracking()
+            except plyvel.Error as exc:
+                db.close()
+                raise NodeDBError(f"{spath}: cannot read node database: {exc}") from exc
+            except BaseException:
+                db.close()
+                raise
+        return db
 
     # -- lifecycle
 
@@ -538,6 +671,154 @@ class NodeDB:
         if self._closed:
             raise NodeDBClosed(f"node database {self.path or '(memory)'} is closed")
         return self._store
+
+    # -- bounds: which nodes are kept
+
+    def protect(self, node_id: bytes) -> bool:
+        """Keep ``node_id`` however many other nodes come, until as many :meth:`unprotect` calls.
+
+        False (and counted in ``stats.protect_refused``) when ``limits.max_protected`` nodes
+        are protected already: then the caller must not call :meth:`unprotect` for this one.
+        The node need not be stored yet. Expiry still drops a protected node that stopped
+        answering pings.
+        """
+        if self._closed:
+            return False
+        held = self._holds.get(node_id)
+        if held is not None:
+            self._holds[node_id] = held + 1
+            return True
+        if len(self._holds) >= self.limits.max_protected:
+            self.stats.protect_refused += 1
+            return False
+        self._holds[node_id] = 1
+        endpoints = self._unprotected.pop(node_id, None)
+        if endpoints is not None:
+            self._protected[node_id] = endpoints
+        return True
+
+    def unprotect(self, node_id: bytes) -> None:
+        """Undo one :meth:`protect`; the last one makes the node the most recently seen unprotected one."""
+        held = self._holds.get(node_id)
+        if held is None:
+            return
+        if held > 1:
+            self._holds[node_id] = held - 1
+            return
+        del self._holds[node_id]
+        endpoints = self._protected.pop(node_id, None)
+        if endpoints is not None and not self._closed:
+            self._unprotected[node_id] = endpoints  # it held its place until now: seen last
+            self._evict_excess()
+
+    def is_protected(self, node_id: bytes) -> bool:
+        return node_id in self._holds
+
+    @property
+    def unprotected_count(self) -> int:
+        """Stored nodes that no one protects (what ``limits.max_unprotected`` bounds)."""
+        return len(self._unprotected)
+
+    @property
+    def protected_count(self) -> int:
+        """Nodes protected now, stored or not."""
+        return len(self._holds)
+
+    def _seen(self, node_id: bytes, ip16: bytes | None) -> None:
+        """Note a write about ``node_id`` (at ``ip16`` for a per-IP field) and apply the bounds."""
+        if not self._track:
+            return
+        protected = node_id in self._holds
+        nodes = self._protected if protected else self._unprotected
+        endpoints = nodes.get(node_id)
+        new = endpoints is None
+        if endpoints is None:
+            endpoints = ()
+        elif not protected:
+            self._unprotected.move_to_end(node_id)
+        if ip16 is not None and ip16 != ZERO_IP16 and (not endpoints or endpoints[-1] != ip16):
+            if ip16 in endpoints:
+                endpoints = tuple(e for e in endpoints if e != ip16) + (ip16,)
+            else:
+                endpoints += (ip16,)
+                if len(endpoints) > self.limits.max_endpoints:
+                    self._delete_endpoint(node_id, endpoints[0])
+                    endpoints = endpoints[1:]
+                    self.stats.evicted_endpoints += 1
+            nodes[node_id] = endpoints
+        elif new:
+            nodes[node_id] = endpoints
+        if new and not protected:
+            self._evict_excess()
+
+    def _evict_excess(self) -> None:
+        excess = len(self._unprotected) - self.limits.max_unprotected
+        if excess <= 0:
+            return
+        if not self._warned_full:
+            self._warned_full = True
+            logger.warning("node database %s: more than %d unprotected nodes, dropping the least recently seen",
+                           self.path or "(memory)", self.limits.max_unprotected)
+        store = self._store
+        with store.write_batch() as batch:
+            for _ in range(excess):
+                node_id, endpoints = self._unprotected.popitem(last=False)
+                batch.delete(_node_key(node_id))
+                batch.delete(_item_key(node_id, ZERO_IP16, FIELD_SEQ))
+                for ip16 in endpoints:
+                    for field in _ENDPOINT_FIELDS:
+                        batch.delete(_item_key(node_id, ip16, field))
+                self.stats.evicted_nodes += 1
+
+    def _delete_endpoint(self, node_id: bytes, ip16: bytes) -> None:
+        with self._store.write_batch() as batch:
+            for field in _ENDPOINT_FIELDS:
+                batch.delete(_item_key(node_id, ip16, field))
+
+    def _forget_endpoint(self, node_id: bytes, ip16: bytes) -> None:
+        """Its per-IP fields were deleted: stop counting that IP for the node."""
+        nodes = self._protected if node_id in self._protected else self._unprotected
+        endpoints = nodes.get(node_id)
+        if endpoints is not None and ip16 in endpoints:
+            nodes[node_id] = tuple(e for e in endpoints if e != ip16)
+
+    def _load_tracking(self) -> None:
+        """Learn which nodes a store on disk holds, ordered by when each was last heard from
+        (its youngest ping or pong), and trim it to the limits."""
+        last: dict[bytes, float] = {}
+        ips: dict[bytes, dict[bytes, float]] = {}
+        it = self._store.iterator(prefix=NODE_PREFIX)
+        try:
+            for key, value in it:
+                if len(key) < _NODE_KEY_LEN or key[_NODE_KEY_LEN - len(DISCOVER_ROOT):_NODE_KEY_LEN] != DISCOVER_ROOT:
+                    continue
+                node_id = key[2:34]
+                if node_id not in last:
+                    last[node_id] = 0.0
+                if len(key) <= _ITEM_KEY_MIN_LEN:
+                    continue
+                ip16 = key[_NODE_KEY_LEN + 1:_NODE_KEY_LEN + 17]
+                if ip16 == ZERO_IP16:
+                    continue
+                t = _FLOAT.unpack(value)[0] if key[_ITEM_KEY_MIN_LEN:] in (FIELD_PING, FIELD_PONG) \
+                    and len(value) == 8 else 0.0
+                per_ip = ips.setdefault(node_id, {})
+                per_ip[ip16] = max(per_ip.get(ip16, 0.0), t)
+                last[node_id] = max(last[node_id], t)
+        finally:
+            it.close()
+        for node_id in sorted(last, key=last.__getitem__):
+            per_ip = ips.get(node_id, {})
+            endpoints = tuple(sorted(per_ip, key=per_ip.__getitem__))
+            for ip16 in endpoints[:-self.limits.max_endpoints]:
+                self._delete_endpoint(node_id, ip16)
+                self.stats.evicted_endpoints += 1
+            self._unprotected[node_id] = endpoints[-self.limits.max_endpoints:]
+        if len(self._unprotected) > self.limits.max_unprotected:
+            logger.info("node database %s holds %d nodes, more than the %d kept: dropping the least recently seen",
+                        self.path, len(self._unprotected), self.limits.max_unprotected)
+            self._warned_full = True
+        self._evict_excess()
 
     def set_self(self, node_id: bytes) -> None:
         """The local node's ID: never returned as a seed, never expired."""
@@ -577,6 +858,7 @@ class NodeDB:
             batch.put(_node_key(node.id), encode_record(node))
             if seq:
                 batch.put(_item_key(node.id, ZERO_IP16, FIELD_SEQ), _UINT.pack(seq))
+        self._seen(node.id, None)
         return True
 
     def update_nodes(self, nodes: Iterable[Node]) -> int:
@@ -597,6 +879,8 @@ class NodeDB:
                     batch.put(seq_key, _UINT.pack(seq))
                 seen[node_id] = seq
                 stored += 1
+        for stored_id in seen:  # after the batch is written: an eviction never races its own batch
+            self._seen(stored_id, None)
         return stored
 
     def delete_node(self, node_id: bytes) -> None:
@@ -610,6 +894,8 @@ class NodeDB:
         with store.write_batch() as batch:
             for key in keys:
                 batch.delete(key)
+        if self._unprotected.pop(node_id, None) is None:
+            self._protected.pop(node_id, None)  # its protection itself stays with whoever holds it
 
     def iter_nodes(self) -> Iterator[Node]:
         """Every readable node record, in key order."""
@@ -648,19 +934,23 @@ class NodeDB:
         return _get_float(self._live(), _item_key(node_id, _ip16(ip), FIELD_PING))
 
     def update_last_ping_received(self, node_id: bytes, ip: IPAddress | str, t: float) -> None:
-        self._live().put(_item_key(node_id, _ip16(ip), FIELD_PING), _FLOAT.pack(t))
+        self._put_field(node_id, _ip16(ip), FIELD_PING, _FLOAT.pack(t))
+
+    def _put_field(self, node_id: bytes, ip16: bytes, field: bytes, value: bytes) -> None:
+        self._live().put(_item_key(node_id, ip16, field), value)
+        self._seen(node_id, ip16)
 
     def last_pong_received(self, node_id: bytes, ip: IPAddress | str) -> float:
         return _get_float(self._live(), _item_key(node_id, _ip16(ip), FIELD_PONG))
 
     def update_last_pong_received(self, node_id: bytes, ip: IPAddress | str, t: float) -> None:
-        self._live().put(_item_key(node_id, _ip16(ip), FIELD_PONG), _FLOAT.pack(t))
+        self._put_field(node_id, _ip16(ip), FIELD_PONG, _FLOAT.pack(t))
 
     def find_fails(self, node_id: bytes, ip: IPAddress | str) -> int:
         return _get_uint(self._live(), _item_key(node_id, _ip16(ip), FIELD_FINDFAIL))
 
     def update_find_fails(self, node_id: bytes, ip: IPAddress | str, n: int) -> None:
-        self._live().put(_item_key(node_id, _ip16(ip), FIELD_FINDFAIL), _UINT.pack(max(0, n)))
+        self._put_field(node_id, _ip16(ip), FIELD_FINDFAIL, _UINT.pack(max(0, n)))
 
     # -- local record
 
@@ -842,6 +1132,7 @@ class NodeDB:
             for ip16, pong in pongs.items():
                 if pong < threshold:
                     self._delete_prefix(store, _item_key(node_id, ip16, b""))
+                    self._forget_endpoint(node_id, ip16)
             return False
 
         try:
@@ -879,6 +1170,9 @@ class NodeDB:
 
 __all__ = [
     "DB_VERSION",
+    "MAX_ENDPOINTS_PER_NODE",
+    "MAX_PROTECTED_NODES",
+    "MAX_UNPROTECTED_NODES",
     "EndpointInfo",
     "MemoryStore",
     "NodeDB",
@@ -886,6 +1180,9 @@ __all__ = [
     "NodeDBClosed",
     "NodeDBCorrupt",
     "NodeDBError",
+    "NodeDBForeign",
+    "NodeDBLimits",
+    "NodeDBStats",
     "NodeDBVersionMismatch",
     "encode_record",
 ]

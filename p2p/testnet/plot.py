@@ -1,4 +1,9 @@
-"""Convergence over time as a PNG (matplotlib, Agg backend: no display needed)."""
+"""Convergence over time as a PNG (matplotlib, Agg canvas: no display needed).
+
+One quantity per panel: the table size, the number of nodes (up, with a full table, with
+their peers), and, for server testnets, the peers per node. Every panel is a count, so its
+ticks are integers; the moments the testnet converged are vertical lines named in each legend.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +12,66 @@ from typing import Any
 
 from p2p.testnet.runner import Progress
 
+FIGURE_WIDTH = 11.0  # inches: the plots and, to their right, the legends
+PANEL_HEIGHT = 2.6  # inches per panel
+DPI = 100
 
-def write_plot(path: str, history: Sequence[Progress], summary: dict[str, Any]) -> None:
-    """Table fill and peers against time, with the convergence moments marked."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def make_figure(history: Sequence[Progress], summary: dict[str, Any]) -> Any:
+    """The figure (a ``matplotlib.figure.Figure``), for :func:`write_plot` or further drawing."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     t = [p.elapsed for p in history]
-    fig, (ax_table, ax_peers) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     n = summary["nodes"]
-    ax_table.plot(t, [p.table_median for p in history], label="table size, median")
-    ax_table.plot(t, [p.table_min for p in history], label="table size, min", linestyle="--")
-    ax_table.axhline(summary["table_target"], color="grey", linewidth=0.8, label="table target")
-    ax_nodes = ax_table.twinx()
-    ax_nodes.plot(t, [100.0 * p.full_tables / n for p in history], color="tab:green",
-                  label="nodes with a full table (%)")
-    ax_nodes.plot(t, [100.0 * p.up / n for p in history], color="tab:olive", linestyle=":",
-                  label="nodes up (%)")
-    ax_nodes.set_ylim(0, 105)
-    ax_nodes.set_ylabel("% of nodes")
-    ax_table.set_ylabel("nodes in table")
-    lines = ax_table.get_legend_handles_labels()
-    more = ax_nodes.get_legend_handles_labels()
-    ax_table.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize="small")
-    if summary.get("table_fill_seconds") is not None:
-        ax_table.axvline(summary["table_fill_seconds"], color="tab:green", linewidth=0.8)
+    servers = bool(summary.get("peer_target"))
+    panels = 3 if servers else 2
+    fig = Figure(figsize=(FIGURE_WIDTH, PANEL_HEIGHT * panels))
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    ax_table, ax_nodes = axes[0], axes[1]
 
-    ax_peers.plot(t, [p.peers_median for p in history], label="peers, median")
-    ax_peers.plot(t, [p.peers_min for p in history], label="peers, min", linestyle="--")
-    ax_peers.plot(t, [p.peers_max for p in history], label="peers, max", linestyle=":")
-    if summary.get("peer_target"):
-        ax_peers.axhline(summary["peer_target"], color="grey", linewidth=0.8, label="peer target")
-    if summary.get("peers_seconds") is not None:
-        ax_peers.axvline(summary["peers_seconds"], color="tab:green", linewidth=0.8)
-    ax_peers.set_xlabel("seconds since start")
-    ax_peers.set_ylabel("connected peers")
-    ax_peers.legend(loc="lower right", fontsize="small")
-    mode = summary.get("mode", "")
+    ax_table.plot(t, [p.table_median for p in history], label="median", color="tab:blue")
+    ax_table.plot(t, [p.table_min for p in history], label="min", linestyle="--", color="tab:orange")
+    ax_table.plot(t, [p.table_max for p in history], label="max", linestyle=":", color="tab:brown")
+    ax_table.axhline(summary["table_target"], color="grey", linewidth=0.8, label="target")
+    ax_table.set_ylabel("nodes in table")
+
+    ax_nodes.plot(t, [p.up for p in history], color="tab:olive", linestyle=":", label="up")
+    ax_nodes.plot(t, [p.full_tables for p in history], color="tab:green",
+                  label=f"table >= {summary['table_target']}")
+    if servers:
+        ax_nodes.plot(t, [p.peered for p in history], color="tab:purple", linestyle="--",
+                      label=f">= {summary['peer_target']} peers")
+    ax_nodes.set_ylim(0, n * 1.05)
+    ax_nodes.set_ylabel(f"nodes (of {n})")
+
+    if servers:
+        ax_peers = axes[2]
+        ax_peers.plot(t, [p.peers_median for p in history], label="median", color="tab:blue")
+        ax_peers.plot(t, [p.peers_min for p in history], label="min", linestyle="--", color="tab:orange")
+        ax_peers.plot(t, [p.peers_max for p in history], label="max", linestyle=":", color="tab:brown")
+        ax_peers.axhline(summary["peer_target"], color="grey", linewidth=0.8, label="target")
+        ax_peers.set_ylabel("peers per node")
+
+    marks = [("table_fill_seconds", "tables full", "tab:green", "-"),
+             ("peers_seconds", "peers reached", "tab:purple", "--")]
+    for ax in axes:
+        for key, what, color, style in marks:
+            seconds = summary.get(key)
+            if seconds is not None:
+                ax.axvline(seconds, color=color, linewidth=0.8, linestyle=style,
+                           label=f"converged: {what} ({seconds:.1f} s)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        # Outside the panel: inside, it would hide the lines where they converge.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
+    axes[-1].set_xlabel("seconds since start")
     state = "converged" if summary.get("converged") else "did not converge"
-    fig.suptitle(f"testnet of {n} nodes ({mode}), {state}")
+    fig.suptitle(f"testnet of {n} nodes ({summary.get('mode', '')}), {state}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def write_plot(path: str, history: Sequence[Progress], summary: dict[str, Any]) -> None:
+    """Table size, nodes converged and peers against time, as a PNG at ``path``."""
+    make_figure(history, summary).savefig(path, dpi=DPI)

@@ -228,9 +228,12 @@ class Testnet:
         final = await self._sample()
         rss_total = sum(int(s["rss"]) for s in self._state.last_stats)
         rss_base = sum(int(s["rss_base"]) for s in self._state.last_stats)
+        # Without convergence, the figures "at convergence" are the last sample before the deadline.
+        point = "convergence" if converged else "deadline"
         return {
             "nodes": cfg.nodes,
-            "processes": cfg.processes,
+            "processes": max(1, shard_count(cfg)),  # the processes the nodes ran in
+            "child_processes": shard_count(cfg),  # 0: the nodes ran in the command's own process
             "mode": "server" if cfg.full else "discovery",
             "protocols": list(cfg.protocols),
             "converged": converged,
@@ -256,6 +259,10 @@ class Testnet:
             "final_peers": {"min": final.peers_min, "median": final.peers_median, "max": final.peers_max},
             "distinct_ips": len({Node.from_url(r.enode).ip for r in self._refs.values()}),
             "elapsed_seconds": self._elapsed(),
+            # When each figure was sampled, and when (seconds since the start) those samples were taken.
+            "sampled": {"table_size": point, "full_tables": point, "peers": point, "peered": point,
+                        "final_table_size": "end", "final_peers": "end", "memory": "end"},
+            "sample_seconds": {point: at_convergence.elapsed, "end": final.elapsed},
         }
 
     # --- shards ---

@@ -22,6 +22,7 @@ from p2p.enode.nodedb import (
     NodeDB,
     NodeDBCorrupt,
     NodeDBError,
+    NodeDBForeign,
     NodeDBVersionMismatch,
 )
 from tests.enode.test_nodedb import make_nodes
@@ -73,13 +74,61 @@ def test_version_mismatch_wipes(tmp_path: Path, caplog: pytest.LogCaptureFixture
         assert db.node(nodes[0].id) == nodes[0]
 
 
-def test_foreign_store_without_version_is_wiped(tmp_path: Path) -> None:
-    path = str(tmp_path / "db")
+def _foreign(path: str, count: int = 100, version: bytes | None = None) -> None:
+    """Another program's LevelDB: ``count`` keys of its own, and maybe a "version" key of its own."""
     raw = plyvel.DB(path, create_if_missing=True)
-    raw.put(b"n:something", b"else")
+    for i in range(count):
+        raw.put(b"n:other-%03d" % i if i % 2 else b"key-%03d" % i, b"value %d" % i)
+    if version is not None:
+        raw.put(b"version", version)
     raw.close()
-    with NodeDB.open(path) as db:
-        assert list(db._store.iterator(prefix=b"n:")) == []
+
+
+def _raw_count(path: str) -> int:
+    raw = plyvel.DB(path)
+    try:
+        return sum(1 for _ in raw.iterator(include_value=False))
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("version", [None, b"2.1", b""])
+def test_foreign_store_is_refused_untouched(tmp_path: Path, version: bytes | None) -> None:
+    path = str(tmp_path / "db")
+    _foreign(path, version=version)
+    before = _raw_count(path)
+    with pytest.raises(NodeDBForeign) as info:
+        NodeDB.open(path)
+    assert info.value.path == path and path in str(info.value) and "\n" not in str(info.value)
+    assert _raw_count(path) == before == 100 + (version is not None)
+    raw = plyvel.DB(path)
+    try:
+        assert raw.get(b"key-000") == b"value 0" and raw.get(b"n:other-099") == b"value 99"
+    finally:
+        raw.close()
+    NodeDB.open(path + "-ours").close()  # the error names no lock left behind: other stores still open
+
+
+def test_a_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not a database\n")
+    with pytest.raises(NodeDBForeign, match="not a directory"):
+        NodeDB.open(str(path))
+    assert path.read_bytes() == b"not a database\n" and os.listdir(tmp_path) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", ["node", "bootnode"])
+def test_cli_refuses_foreign_nodedb_with_one_line(tmp_path: Path, command: str) -> None:
+    path = str(tmp_path / "other-program.db")
+    _foreign(path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "p2p", command, "--addr", "127.0.0.1:0", "--nodedb", path],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and path in lines[0] and lines[0].startswith(f"p2p {command}: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _raw_count(path) == 100
 
 
 def test_same_version_keeps_data(tmp_path: Path) -> None:
@@ -115,7 +164,11 @@ def test_sigkill_during_write_loop_keeps_acknowledged_writes(tmp_path: Path) -> 
             written = int(line)
     finally:
         proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+    # read through the buffered reader: lines that readline() already buffered are in it, and
+    # communicate() would read past them from the raw pipe
+    rest = proc.stdout.read()
+    proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     for line in rest.split():  # writes acknowledged between our last read and the kill
         written = int(line)
@@ -209,6 +262,39 @@ def test_unrepairable_store_is_moved_aside(tmp_path: Path, caplog: pytest.LogCap
     aside = [name for name in os.listdir(tmp_path) if name.startswith("db.corrupt-")]
     assert len(aside) == 1
     assert "CURRENT" in os.listdir(tmp_path / aside[0])  # the old files are kept for a post-mortem
+
+
+def test_missing_current_file_is_repaired_not_started_empty(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    path = str(tmp_path / "db")
+    nodes = _fill(path, 500)
+    with NodeDB.open(path) as db:  # some records only in the write-ahead log, too
+        extra = make_nodes(random.Random(8), 20)
+        db.update_nodes(extra)
+    os.remove(os.path.join(path, "CURRENT"))
+    with caplog.at_level(logging.WARNING, logger="p2p.enode.nodedb"):
+        with NodeDB.open(path) as db:
+            assert {n.id for n in db.iter_nodes()} == {n.id for n in nodes + extra}
+            assert db.last_pong_received(nodes[7].id, nodes[7].ip) == 1234.0
+            assert db.local_seq() == 9
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no CURRENT file" in m and path in m for m in messages), messages
+    assert any("repaired" in m for m in messages), messages
+
+
+def test_missing_current_file_that_cannot_be_repaired_is_moved_aside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "db")
+    _fill(path, 100)
+    os.remove(os.path.join(path, "CURRENT"))
+    monkeypatch.setattr(plyvel, "repair_db", lambda p: None)  # a repair that achieves nothing
+    with caplog.at_level(logging.WARNING, logger="p2p.enode.nodedb"):
+        with NodeDB.open(path) as db:
+            assert list(db.iter_nodes()) == []
+    assert any("moved aside" in r.getMessage() for r in caplog.records)
+    aside = [name for name in os.listdir(tmp_path) if name.startswith("db.corrupt-")]
+    assert len(aside) == 1
+    assert any(name.endswith(".ldb") for name in os.listdir(tmp_path / aside[0]))  # the data is kept
 
 
 # --- inspection mode ----------------------------------------------------------------------------

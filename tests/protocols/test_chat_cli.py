@@ -52,3 +52,35 @@ async def test_line_typed_in_a_appears_in_c() -> None:
             await a.process.stdin.aclose()
             with trio.fail_after(10):
                 assert await a.process.wait() == 0
+
+
+async def test_commands_answer_locally_in_json() -> None:
+    with trio.fail_after(DEADLINE):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(chat_process("alice"))
+            a_info = await a.wait_for("listening")
+            b = await stack.enter_async_context(chat_process("bob", "--staticnodes", a_info["enode"]))
+            b_info = await b.wait_for("listening")
+            await a.wait_for("peer_added", id=b_info["id"])
+
+            await a.send_line("/help")
+            assert "/nick" in (await a.wait_for("help"))["commands"]
+            await a.send_line("/frobnicate now")
+            error = await a.wait_for("error")
+            assert error["message"].startswith("unknown command /frobnicate")
+            await a.send_line("/nick")
+            assert await a.wait_for("nick") == {"event": "nick", "nick": "alice"}
+            await a.send_line("/nick robert")
+            assert await a.wait_for("nick") == {"event": "nick", "nick": "robert", "old": "alice"}
+            await a.send_line("/nick " + "x" * 40)
+            assert "nick" in (await a.wait_for("error"))["message"]
+            await a.send_line("//slash")
+            sent = await a.wait_for("chat_sent")
+            assert sent["text"] == "/slash"
+            assert not any(e["event"] == "chat_sent" for e in a.events[:-1])  # the commands sent nothing
+
+            announce = await b.wait_for("chat_announce", kind="nick")
+            assert (announce["nick"], announce["from"]) == ("robert", a_info["id"])
+            # A link keeps its order: /frobnicate, had it been sent, would be the first message.
+            first = await b.wait_for("chat_message")
+            assert (first["text"], first["nick"]) == ("/slash", "robert")

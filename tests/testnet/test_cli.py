@@ -43,6 +43,12 @@ def test_discovery_testnet_converges_and_lookups_find_members(tmp_path: Path) ->
     assert lookups["count"] == 50 and lookups["success_rate"] >= 0.9
     assert lookups["rounds"]["min"] >= 1
     assert summary["memory"]["per_node_bytes"] > 0
+    assert summary["processes"] == 1 and summary["child_processes"] == 0  # as the human summary says
+    assert lines[0]["event"] == "testnet_start" and lines[0]["processes"] == 1
+    assert summary["sampled"]["table_size"] == "convergence" and summary["sampled"]["memory"] == "end"
+    # the figures "at convergence" come from the sample that saw the convergence
+    assert summary["sample_seconds"]["convergence"] == summary["converged_seconds"]
+    assert summary["sample_seconds"]["convergence"] <= summary["sample_seconds"]["end"]
     progress = [line for line in lines if line["event"] == "progress"]
     assert progress and progress[-1]["up"] == 12
     assert all(p["elapsed"] <= q["elapsed"] for p, q in zip(progress, progress[1:]))
@@ -70,7 +76,7 @@ def test_testnet_over_child_processes_converges() -> None:
     status, lines = _testnet("--nodes", "10", "--seconds", "40", "--processes", "2", "--lookups", "10")
     summary = _summary(lines)
     assert status == 0, summary
-    assert summary["processes"] == 2
+    assert summary["processes"] == 2 and summary["child_processes"] == 2
     assert summary["full_tables"] == 10
     assert summary["lookups"]["success_rate"] >= 0.9
 
@@ -83,6 +89,7 @@ def test_no_convergence_within_the_deadline_exits_non_zero() -> None:
     assert status != 0
     assert summary["converged"] is False and summary["ok"] is False
     assert summary["lookups"] is None  # nothing is measured on a network that did not converge
+    assert summary["sampled"]["table_size"] == "deadline" and set(summary["sample_seconds"]) == {"deadline", "end"}
 
 
 def _netns_unavailable() -> str | None:
