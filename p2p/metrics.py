@@ -87,6 +87,10 @@ class ServerMetrics:
         """Export the discovery service's counters and table size from now on."""
         self.registry.register(_DiscoveryCollector(disc))
 
+    def watch_discovery_v5(self, v5: Any) -> None:
+        """Export the discovery v5 engine's counters (``p2p_discv5_*``) from now on."""
+        self.registry.register(_DiscoveryCollector(v5, prefix="p2p_discv5", title="Discovery v5"))
+
     def watch_output(self, output: "OutputStats") -> None:
         """Export the command's stdout queue (``p2p node``, ``p2p chat``) from now on."""
         self.registry.register(_OutputCollector(output))
@@ -214,39 +218,53 @@ def _snapshot(disc: Any) -> Mapping[str, Any]:
 class _DiscoveryCollector(Collector):
     """Reads the discovery service's ``stats.snapshot()`` at scrape time."""
 
-    def __init__(self, disc: Any) -> None:
+    # bounded stores of the v5 engine whose evictions its snapshot reports
+    _EVICTIONS = ("sessions_evicted", "challenges_evicted", "challenges_expired", "sent_nonces_evicted",
+                  "sent_nonces_expired", "rate_limit_evicted")
+
+    def __init__(self, disc: Any, *, prefix: str = "p2p_discovery", title: str = "Discovery") -> None:
         self._disc = disc
+        self._prefix = prefix
+        self._title = title
 
     def collect(self) -> Iterable[Any]:
+        p, title = self._prefix, self._title
         try:
             snap = _snapshot(self._disc)
         except Exception:  # a scrape must not fail because discovery is shutting down
             log.debug("discovery stats unavailable", exc_info=True)
             snap = {}
         table = getattr(self._disc, "table", None)
-        size = GaugeMetricFamily("p2p_discovery_table_size", "Nodes in the discovery table")
+        size = GaugeMetricFamily(f"{p}_table_size", f"Nodes in the {title.lower()} table")
         try:
             size.add_metric([], float(snap.get("table_size", len(table) if table is not None else 0)))
         except TypeError:
             size.add_metric([], 0.0)
         yield size
-        packets = CounterMetricFamily("p2p_discovery_packets", "Discovery packets by direction and type",
+        packets = CounterMetricFamily(f"{p}_packets", f"{title} packets by direction and type",
                                       labels=["direction", "type"])
         for direction in ("in", "out"):
             for ptype, count in dict(snap.get(f"packets_{direction}", {})).items():
                 packets.add_metric([direction, str(ptype)], float(count))
         yield packets
-        traffic = CounterMetricFamily("p2p_discovery_bytes", "Discovery datagram bytes", labels=["direction"])
+        traffic = CounterMetricFamily(f"{p}_bytes", f"{title} datagram bytes", labels=["direction"])
         for direction in ("in", "out"):
             traffic.add_metric([direction], float(snap.get(f"bytes_{direction}", 0)))
         yield traffic
-        drops = CounterMetricFamily("p2p_discovery_drops", "Discovery packets dropped, by reason", labels=["reason"])
+        drops = CounterMetricFamily(f"{p}_drops", f"{title} packets dropped, by reason", labels=["reason"])
         for reason, count in dict(snap.get("drops", {})).items():
             drops.add_metric([str(reason)], float(count))
         yield drops
-        lookups = CounterMetricFamily("p2p_discovery_lookups", "Discovery lookups run")
+        lookups = CounterMetricFamily(f"{p}_lookups", f"{title} lookups run")
         lookups.add_metric([], float(snap.get("lookups", 0)))
         yield lookups
+        evicted = {k: snap[k] for k in self._EVICTIONS if k in snap}
+        if evicted:
+            stores = CounterMetricFamily(f"{p}_store_evictions", f"{title} entries dropped from bounded stores",
+                                         labels=["store"])
+            for name, count in evicted.items():
+                stores.add_metric([name], float(count))
+            yield stores
 
 
 class _NodeDBCollector(Collector):
