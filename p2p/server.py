@@ -514,6 +514,8 @@ class Server:
         stack.push_async_exit(inner)
         self._nodedb = db
         self.metrics.watch_discovery(self.discovery)
+        if self.discovery.v5 is not None:
+            self.metrics.watch_discovery_v5(self.discovery.v5)
         self.metrics.watch_nodedb(db)
 
     async def _shutdown(self, nursery: trio.Nursery) -> None:

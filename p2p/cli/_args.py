@@ -316,6 +316,7 @@ def add_node_arguments(p: argparse.ArgumentParser, *, default_addr: str) -> None
                    help="address advertised in the ENR and enode")
     p.add_argument("--netrestrict", type=netrestrict, metavar="CIDR,...",
                    help="only connect to / accept these networks")
+    p.add_argument("--v5", action="store_true", help="also run discovery v5 on the same UDP port")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
 
@@ -333,6 +334,10 @@ def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
         "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb,
         "nat": args.nat, "netrestrict": args.netrestrict, "metrics_addr": metrics,
     }
+    if args.v5:
+        from p2p.discover import DiscoveryConfig
+
+        options["discovery_config"] = DiscoveryConfig(v5=True)
     check_listen("--addr" if args.port is None else "--port", listen, udp=not args.nodiscover)
     if metrics is not None:
         check_listen("--metrics", metrics, udp=False)

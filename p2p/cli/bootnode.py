@@ -2,7 +2,7 @@
 
     p2p bootnode [--nodekeyhex HEX | --nodekey FILE] [--addr HOST:PORT | --port PORT]
                  [--bootnodes URL,...] [--nodedb PATH] [--nat none|extip:IP]
-                 [--netrestrict CIDR,...] [--json]
+                 [--netrestrict CIDR,...] [--v5] [--json]
 
 Without a key flag the node runs with an ephemeral key. With ``--json`` the first line is
 ``{"event": "listening", "enode": ..., "enr": ...}``, then one ``node_added`` per node already
@@ -48,6 +48,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="address advertised in the ENR and enode")
     p.add_argument("--netrestrict", type=netrestrict, metavar="CIDR,...",
                    help="only talk to these networks: other packets are dropped, other nodes not kept")
+    p.add_argument("--v5", action="store_true", help="also run discovery v5 on the same UDP port")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     p.set_defaults(func=run)
 
@@ -67,7 +68,7 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
 
     with ExitStack() as stack:
         db = stack.enter_context(NodeDB.open(args.nodedb)) if args.nodedb else None
-        config = DiscoveryConfig(netrestrict=parse_netrestrict(args.netrestrict))
+        config = DiscoveryConfig(netrestrict=parse_netrestrict(args.netrestrict), v5=args.v5)
         async with open_discovery(key, listen, bootnodes=boots, nodedb=db, config=config,
                                   advertised_ip=parse_nat(args.nat)) as disc:
             # The bootnodes entered the table while open_discovery started: the replay reports them.

@@ -14,6 +14,10 @@ seen a Ping from us recently, pinging it and giving it time to ping us back if n
 
 Wall-clock time (``config.wall_clock``) stamps packets and bonds; trio's clock drives reply
 deadlines and timers, so tests can run them on ``trio.testing.MockClock``.
+
+With ``DiscoveryConfig(v5=True)`` the discovery v5 engine (:mod:`p2p.discover.v5`) runs on
+the same socket: the receive loop hands it every datagram that v4's decoder refuses as too
+small or with a bad hash (every v5 packet is one of these), and it shares our table and record.
 """
 
 from __future__ import annotations
@@ -29,15 +33,16 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2p.crypto import InvalidKey, PrivateKey, PublicKey
 from p2p.crypto.keccak import keccak256
-from p2p.discover.errors import DecodeError, DiscoveryError, LookupTargetError, RequestTimeout
+from p2p.discover.errors import BadHash, DecodeError, DiscoveryError, LookupTargetError, PacketTooSmall, RequestTimeout
 from p2p.discover.lookup import ALPHA, LOOKUP_RESULTS, Lookup, LookupResult
 from p2p.discover.table import BUCKET_SIZE, NodeAdded, NodeRemoved, Table, TableConfig, TableEvent, is_lan
+from p2p.discover.transport import INBOX_QUEUE, InboxTransport
 from p2p.discover.wire import (
     MAX_NEIGHBORS,
     MAX_PACKET_SIZE,
@@ -59,6 +64,9 @@ from p2p.discover.wire import (
 )
 from p2p.enode import ENR, ENRError, IPAddress, Node, NodeID
 from p2p.enode.nodedb import NodeDB
+
+if TYPE_CHECKING:  # v5 imports this module (relay_allowed): the engine is loaded in open_discovery
+    from p2p.discover.v5 import V5Config, V5Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +185,10 @@ class DiscoveryConfig:
     # Only these networks are talked to (go-ethereum's --netrestrict): packets from elsewhere are
     # dropped, and neighbours elsewhere never enter the table. None: every network.
     netrestrict: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+    # Also run discovery v5 on the same socket (go-ethereum's --discovery.v5), sharing the table.
+    v5: bool = False
+    v5_config: V5Config | None = None  # None: V5Config() with this config's rng
+    v5_queue: int = INBOX_QUEUE  # v5 datagrams read but not yet handled; more are dropped (v5_inbox_full)
 
 
 _SHARED_LOOKUP_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("discovery_lookups")
@@ -349,6 +361,8 @@ class Discovery:
         # the table holds only seeds, and a dialer fed from it would all dial the bootnodes.
         self._bootstrapped = trio.Event()
         self._closed = False
+        self.v5: V5Protocol | None = None  # the v5 engine on our socket when config.v5; set by open_discovery
+        self._v5_inbox: InboxTransport | None = None
 
     # -- identity ------------------------------------------------------------------------
 
@@ -447,6 +461,15 @@ class Discovery:
         self.stats.bytes_in += len(data)
         try:
             r = decode_packet(data, now=self._wall())
+        except (PacketTooSmall, BadHash) as exc:
+            # not v4 (every v5 packet is one of these): the v5 engine's, if it runs
+            if self._v5_inbox is None:
+                self._drop(exc.reason, addr, exc)
+            elif not self._allowed(self._source_ip(addr[0])):
+                self._drop("netrestrict", addr, "source outside --netrestrict")
+            elif not self._v5_inbox.feed(data, addr):
+                self._drop("v5_inbox_full", addr, "the v5 engine is behind")
+            return
         except DecodeError as exc:
             self._drop(exc.reason, addr, exc)
             return
@@ -1052,6 +1075,24 @@ def _make_socket(listen: tuple[str, int]) -> socket.socket:
     return sock
 
 
+async def _open_v5(stack: AsyncExitStack, disc: Discovery, cfg: DiscoveryConfig) -> V5Protocol:
+    """The v5 engine on ``disc``'s socket: it reads what v4 hands over, sends through the same
+    socket, shares the table (its changes reach our subscribers) and signs with our record."""
+    from p2p.discover.v5 import V5Config, open_v5
+
+    sock = disc._sock
+
+    async def send(data: bytes, addr: tuple[str, int]) -> None:
+        sock.sendto(data, addr)  # non-blocking: a full buffer raises, and the engine counts it
+
+    host, port = sock.getsockname()[:2]
+    inbox = disc._v5_inbox = InboxTransport((host, port), send, queue_size=cfg.v5_queue)
+    return await stack.enter_async_context(open_v5(
+        inbox, disc.private_key, lambda: disc.enr, disc.table,
+        bootnodes=[n.enr for n in disc.bootnodes if n.enr is not None],
+        config=cfg.v5_config or V5Config(rng=cfg.rng), on_table_change=disc._flush_events))
+
+
 @asynccontextmanager
 async def open_discovery(
     private_key: PrivateKey,
@@ -1092,6 +1133,8 @@ async def open_discovery(
         nursery.start_soon(disc._refresh_loop)
         if cfg.revalidate:
             nursery.start_soon(disc._revalidate_loop)
+        if cfg.v5:
+            disc.v5 = await _open_v5(stack, disc, cfg)
         logger.info("discovery listening on %s:%d as %s", *sock.getsockname()[:2], disc.local_id.short())
         try:
             yield disc

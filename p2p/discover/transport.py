@@ -215,6 +215,7 @@ class InboxTransport:
 
 __all__ = [
     "Address",
+    "INBOX_QUEUE",
     "DatagramTransport",
     "InboxTransport",
     "LatencyHook",

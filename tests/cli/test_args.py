@@ -57,3 +57,16 @@ def test_enode_list_takes_enode_and_enr_urls() -> None:
         parse_enode_list(f"{enode},enode://xyz", "static node")
     with pytest.raises(BadArgument, match=r"^bad bootnode URL 'enr:xx': "):
         parse_enode_list("enr:xx", "bootnode")
+
+
+def test_v5_flag_turns_on_discovery_v5_and_is_off_by_default() -> None:
+    from p2p.cli import build_parser
+    from p2p.cli._args import server_options
+
+    key = PrivateKey.generate(random.Random(1))
+    base = ["node", "--addr", "127.0.0.1:0"]
+    on = server_options(build_parser().parse_args([*base, "--v5"]), key)
+    assert on["discovery_config"].v5 is True
+    assert "discovery_config" not in server_options(build_parser().parse_args(base), key)
+    assert build_parser().parse_args(["bootnode", "--v5"]).v5 is True
+    assert build_parser().parse_args(["bootnode"]).v5 is False

@@ -251,3 +251,39 @@ def _assert_clean(v5: V5Protocol) -> None:
     assert bad == {}, bad
 
 
+
+
+async def test_they_ping_and_findnode_a_bootnode_with_v5_while_v4_bonds_on_the_same_port() -> None:
+    """``p2p bootnode --v5`` (a subprocess): @chainsafe/discv5 pings and FINDNODEs it over v5
+    while our v4 service bonds with and queries the same UDP port."""
+    import sys
+
+    from p2p.discover import DiscoveryConfig, open_discovery
+
+    boot_key, v4_key = _key(40), _key(41)
+    argv = [sys.executable, "-m", "p2p", "bootnode", "--nodekeyhex", boot_key.to_hex(), "--addr", f"{HOST}:0",
+            "--v5", "--json"]
+    with trio.fail_after(40):
+        async with open_json_process(argv, name="p2p bootnode") as boot, js_peer() as js:
+            listening = await boot.wait_for("listening")
+            enr = ENR.from_text(listening["enr"])
+            boot_node = Node.from_enr(enr)
+            config = DiscoveryConfig(refresh_on_start=False, revalidate=False)
+            async with open_discovery(v4_key, (HOST, 0), config=config) as v4:
+                # v4: ping, its ping back, then a query it answers only to a bonded node
+                await v4.ping(boot_node)
+                await boot.wait_for("node_added", id=v4.local_id.hex())
+                found = await v4.find_node(boot_node, v4_key.public_key.to_bytes())
+                assert v4.local_id in {n.id for n in found}
+                # v5 on the same port: PING, and FINDNODE of its own record and of its neighbours
+                pong = await js.ok("ping", enr=enr.to_text())
+                assert (pong["ip"], pong["port"]) == js.node.udp_address
+                own = await js.ok("findnode", enr=enr.to_text(), distances=[0])
+                assert _ids(own["enrs"]) == {enr.node_id}
+                d = log_distance(enr.node_id, js.node.id)
+                near = await js.ok("findnode", enr=enr.to_text(), distances=[d])
+                assert js.node.id in _ids(near["enrs"])  # its handshake put it in the shared table
+                await boot.wait_for("node_added", id=js.node.id.hex())  # and the v4 events show it
+                assert await v4.ping(boot_node)  # v4 still answered after the v5 traffic
+                assert v4.stats.drops == {}
+                assert js.errors == [], js.errors
