@@ -19,7 +19,7 @@ import time
 
 import trio
 
-from p2p import Node, PrivateKey, open_server
+from p2p import Node, PrivateKey, Signer, open_server, ServerConfig
 from protocols.chat import ChatService, TextMessage
 
 
@@ -58,12 +58,12 @@ async def serve_bot(bot: ChatService, limit: int | None = None,
 async def demo() -> list[str]:
     """Start the bot and a user node connected to it; the user asks three things."""
     bot_key, user_key = PrivateKey.generate(), PrivateKey.generate()
-    bot = ChatService(bot_key, "bot")
-    user = ChatService(user_key, "user")
+    bot = ChatService(Signer(bot_key), "bot")
+    user = ChatService(Signer(user_key), "user")
     replies: list[str] = []
-    async with open_server(private_key=bot_key, protocols=[bot.protocol], discovery=False) as bot_node, \
-            open_server(private_key=user_key, protocols=[user.protocol], discovery=False,
-                        static_nodes=[bot_node.local_node]):
+    async with open_server(private_key=bot_key, protocols=[bot.protocol], config=ServerConfig(discovery=False)) as bot_node, \
+            open_server(private_key=user_key, protocols=[user.protocol], config=ServerConfig(
+                discovery=False, static_nodes=[bot_node.local_node])):
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve_bot, bot, 3)
@@ -80,10 +80,10 @@ async def demo() -> list[str]:
 
 async def main(enodes: list[str]) -> None:
     key = PrivateKey.generate()
-    bot = ChatService(key, "bot")
+    bot = ChatService(Signer(key), "bot")
     nodes = [Node.from_url(url) for url in enodes]
-    async with open_server(private_key=key, protocols=[bot.protocol], static_nodes=nodes,
-                           discovery=False) as server:
+    async with open_server(private_key=key, protocols=[bot.protocol], config=ServerConfig(
+        static_nodes=nodes, discovery=False)) as server:
         print(f"bot listening on {server.enode}", flush=True)
         # Ctrl-C or SIGTERM ends the answering only: the bot then says goodbye to the chat, and
         # leaving the ``async with`` sends every peer a Disconnect.

@@ -12,7 +12,7 @@ import sys
 
 import trio
 
-from p2p import PrivateKey, open_server
+from p2p import PrivateKey, Signer, open_server, ServerConfig
 from protocols.chat import ChatService
 
 
@@ -27,12 +27,12 @@ async def ticker(ticks: list[int], interval: float) -> None:
 
 async def main(duration: float = 1.0) -> dict[str, object]:
     key = PrivateKey.generate()
-    chat = ChatService(key, "embedded")
+    chat = ChatService(Signer(key), "embedded")
     ticks: list[int] = []
     events: list[str] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ticker, ticks, duration / 10)
-        async with open_server(private_key=key, protocols=[chat.protocol], discovery=False) as node:
+        async with open_server(private_key=key, protocols=[chat.protocol], config=ServerConfig(discovery=False)) as node:
             print(f"node running inside the program: {node.enode}")
 
             async def watch() -> None:
@@ -42,9 +42,9 @@ async def main(duration: float = 1.0) -> dict[str, object]:
 
             nursery.start_soon(watch)
             other_key = PrivateKey.generate()
-            other = ChatService(other_key, "other")
-            async with open_server(private_key=other_key, protocols=[other.protocol], discovery=False,
-                                   static_nodes=[node.local_node]):
+            other = ChatService(Signer(other_key), "other")
+            async with open_server(private_key=other_key, protocols=[other.protocol], config=ServerConfig(
+                discovery=False, static_nodes=[node.local_node])):
                 await trio.sleep(duration)
                 peers = len(node.peers())
             await trio.sleep(0.2)  # the other node has left; let its removal arrive

@@ -1,7 +1,7 @@
 """A custom protocol in under 40 lines: two nodes ping each other and count the pongs."""
 import rlp
 import trio
-from p2p import PrivateKey, Protocol, open_server
+from p2p import PrivateKey, Protocol, open_server, ServerConfig
 
 
 def ping_protocol(count, pongs):
@@ -25,9 +25,9 @@ def ping_protocol(count, pongs):
 
 async def main(count=5):
     a_pongs, b_pongs = [], []
-    node = lambda pongs, **opts: open_server(  # noqa: E731  a node on 127.0.0.1, a free port
-        private_key=PrivateKey.generate(), protocols=[ping_protocol(count, pongs)], discovery=False, **opts)
-    async with node(a_pongs) as a, node(b_pongs, static_nodes=[a.local_node]):
+    node = lambda pongs, static=(): open_server(PrivateKey.generate(), protocols=[ping_protocol(count, pongs)],
+                                                config=ServerConfig(discovery=False, static_nodes=static))
+    async with node(a_pongs) as a, node(b_pongs, [a.local_node]):
         with trio.fail_after(10):
             while len(a_pongs) < count or len(b_pongs) < count:
                 await trio.sleep(0.05)

@@ -58,6 +58,11 @@ class ServerMetrics:
     def unhandled(self, protocol: str, code: int, size: int) -> None:
         _count(self._unhandled, protocol, code, size)
 
+    def send_queue_full(self) -> None:
+        """A send found its peer's send queue full and waited for the writer (the peer layer
+        calls it when its meter has it)."""
+        self.limits.labels("send_queue").inc()
+
     def watch_frame_budget(self, budget: Any) -> None:
         """Export a :class:`p2p.rlpx.FrameBudget`'s use from now on."""
         self.registry.register(_BudgetCollector(budget))
@@ -79,9 +84,13 @@ class ServerMetrics:
     def watch_protocols(self, protocols: Iterable[Any]) -> None:
         """Export the ``counters()`` of each protocol that has them, as
         ``p2p_<protocol>_<name>_total`` (read at scrape time)."""
+        protocols = list(protocols)
         watched = [p for p in protocols if getattr(p, "counters", None) is not None]
         if watched:
             self.registry.register(_ProtocolCollector(watched))
+        typed = [p for p in protocols if getattr(p, "messages", None)]
+        if typed:
+            self.registry.register(_TypedCollector(typed))
 
     def watch_discovery(self, disc: Any) -> None:
         """Export the discovery service's counters and table size from now on."""
@@ -95,9 +104,18 @@ class ServerMetrics:
         """Export the command's stdout queue (``p2p node``, ``p2p chat``) from now on."""
         self.registry.register(_OutputCollector(output))
 
+    def watch_node_mix(self, current: Callable[[], Any]) -> None:
+        """Export the dialer's node mix (``current()``: the FairMix now, or None): nodes per
+        source, turns a source missed (its timeout acted), sources refused at the bound."""
+        self.registry.register(_NodeMixCollector(current))
+
     def watch_nodedb(self, db: Any) -> None:
         """Export the node database's bounds at work (evictions, refusals) and node counts."""
         self.registry.register(_NodeDBCollector(db))
+
+    def watch_dnsdisc(self, client: Any) -> None:
+        """Export a DNS discovery client's ``stats`` (``p2p_dnsdisc_*``) from now on."""
+        self.registry.register(_DNSDiscCollector(client))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -159,6 +177,52 @@ class _ProtocolCollector(Collector):
                 family = CounterMetricFamily(metric, f"{proto.name} protocol: {name.replace('_', ' ')}")
                 family.add_metric([], float(value))
                 yield family
+
+
+class _TypedCollector(Collector):
+    """Reads the typed layer's counts of each protocol (``Protocol.stats``) at scrape time."""
+
+    def __init__(self, protocols: list[Any]) -> None:
+        self._protocols = protocols
+
+    def collect(self) -> Iterable[Any]:
+        requests = CounterMetricFamily("p2p_requests", "Requests made through the typed layer, by outcome "
+                                       "(ok, timeout, closed)", labels=["protocol", "outcome"])
+        timeouts = CounterMetricFamily("p2p_request_timeouts", "Requests that got no response in time",
+                                       labels=["protocol"])
+        waits = CounterMetricFamily("p2p_request_slot_waits", "Requests that waited for a slot "
+                                    "(max_in_flight reached: back-pressure)", labels=["protocol"])
+        unsolicited = CounterMetricFamily("p2p_responses_unsolicited", "Responses no request waited for, "
+                                          "dropped, by kind (unknown, duplicate, late, mismatched)",
+                                          labels=["protocol", "kind"])
+        unsolicited_off = CounterMetricFamily("p2p_unsolicited_disconnects", "Peers disconnected for "
+                                              "unsolicited responses", labels=["protocol"])
+        decode = CounterMetricFamily("p2p_decode_errors", "Payloads that did not decode as their message "
+                                     "(each disconnected its peer)", labels=["protocol", "message"])
+        limited = CounterMetricFamily("p2p_rate_limited", "Messages dropped by a protocol's rate limit",
+                                      labels=["protocol", "limit"])
+        floods = CounterMetricFamily("p2p_flood_disconnects", "Peers disconnected for exceeding a rate "
+                                     "limit persistently", labels=["protocol"])
+        seen: set[str] = set()
+        for proto in self._protocols:
+            if proto.name in seen:  # two versions of one protocol: the first one's counts
+                continue
+            seen.add(proto.name)
+            stats = proto.stats
+            req = stats.requests
+            for outcome, count in list(req.outcomes.items()):
+                requests.add_metric([proto.name, outcome], float(count))
+            timeouts.add_metric([proto.name], float(req.outcomes.get("timeout", 0)))
+            waits.add_metric([proto.name], float(req.slot_waits))
+            for kind, count in list(req.unsolicited.items()):
+                unsolicited.add_metric([proto.name, kind], float(count))
+            unsolicited_off.add_metric([proto.name], float(req.disconnects))
+            for message, count in list(stats.decode_errors.items()):
+                decode.add_metric([proto.name, message], float(count))
+            for limit, count in list(stats.rate_limited.items()):
+                limited.add_metric([proto.name, limit], float(count))
+            floods.add_metric([proto.name], float(stats.flood_disconnects))
+        yield from (requests, timeouts, waits, unsolicited, unsolicited_off, decode, limited, floods)
 
 
 def _metric_name(text: str) -> str:
@@ -291,6 +355,34 @@ class _NodeDBCollector(Collector):
         yield nodes
 
 
+class _DNSDiscCollector(Collector):
+    """Reads a :class:`p2p.dnsdisc.DNSClient`'s ``stats`` at scrape time (plain integers there)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def collect(self) -> Iterable[Any]:
+        stats = self._client.stats
+        for name, text, value in (
+                ("p2p_dnsdisc_queries", "DNS discovery TXT queries sent", stats.queries),
+                ("p2p_dnsdisc_cache_hits", "DNS discovery entries answered from the cache", stats.cache_hits),
+                ("p2p_dnsdisc_rate_limited", "DNS discovery queries delayed by the rate limit", stats.rate_limited),
+                ("p2p_dnsdisc_nodes", "Nodes DNS discovery handed out", stats.nodes)):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], float(value))
+            yield family
+        failures = CounterMetricFamily("p2p_dnsdisc_lookup_failures", "DNS discovery queries without an answer, "
+                                       "by reason (timeout, nxdomain, ...)", labels=["reason"])
+        for reason, count in dict(stats.failures).items():
+            failures.add_metric([reason], float(count))
+        yield failures
+        rejected = CounterMetricFamily("p2p_dnsdisc_rejected", "DNS discovery roots, entries and subtrees refused, "
+                                       "by reason (bad_signature, hash_mismatch, limit_*, ...)", labels=["reason"])
+        for reason, count in dict(stats.rejected).items():
+            rejected.add_metric([reason], float(count))
+        yield rejected
+
+
 def parse_hostport(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[v6]:PORT`` or ``:PORT`` (all interfaces would be "", we use 127.0.0.1)."""
     host, sep, port = text.rpartition(":")
@@ -341,6 +433,30 @@ async def serve_metrics(
 
     task_status.started(bound)
     await trio.serve_listeners(guarded, listeners)
+
+
+
+
+class _NodeMixCollector(Collector):
+    def __init__(self, current: Callable[[], Any]) -> None:
+        self._current = current
+
+    def collect(self) -> Iterable[Any]:
+        mix = self._current()
+        nodes = CounterMetricFamily("p2p_node_source_nodes", "Dial candidates taken from each node source",
+                                    labels=["source"])
+        missed = CounterMetricFamily("p2p_node_source_timeouts",
+                                     "Turns a node source missed: no node within its timeout, another source's taken",
+                                     labels=["source"])
+        refused = CounterMetricFamily("p2p_node_sources_refused", "Node sources refused at the mix's bound")
+        if mix is not None:
+            for src in mix.sources:
+                nodes.add_metric([src.name], float(src.delivered))
+                missed.add_metric([src.name], float(src.timeouts))
+        refused.add_metric([], float(mix.refused_sources if mix is not None else 0))
+        yield nodes
+        yield missed
+        yield refused
 
 
 __all__ = ["OutputStats", "ServerMetrics", "parse_hostport", "serve_metrics"]

@@ -4,6 +4,9 @@ A :class:`Peer` runs over any transport with ``send(code, payload)``, ``receive(
 ``snappy``, ``remote_pubkey`` and ``aclose()`` (an RLPx connection in practice; an in-memory
 pair in unit tests). Each shared protocol gets its own bounded queue and dispatcher task: the
 reader blocks when a queue is full, so a slow handler slows its own peer and nothing else.
+The reader takes every frame one read completed at once (``receive_many_raw`` when the
+transport has it). Whatever the peer's protocols send goes into one bounded send queue, which
+one writer task empties with one write per batch (``send_many`` when the transport has it).
 
 Whatever ends a peer (its handler raising, a code outside every shared protocol, a ``run`` that
 returns, a read timeout, the remote's Disconnect) is recorded once as a :class:`PeerError`
@@ -41,7 +44,7 @@ from p2p.hello import (
     local_capabilities,
 )
 from p2p.protocol import PeerInfo, Protocol, ProtocolError
-from p2p.rlpx.errors import RLPxError, RLPxTimeout
+from p2p.rlpx.errors import MessageTooLarge, RLPxError, RLPxTimeout
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,14 @@ QUEUE_BYTES = 16 * 1024 * 1024
 UNHANDLED_BURST = 64
 UNHANDLED_RATE = 4.0
 UNHANDLED_TOKEN_BYTES = 16 * 1024
+# Bytes of messages queued per peer for its writer (the one being written included) before
+# senders wait: twice what one write carries at full speed (a write takes what was queued while
+# the previous one ran), and what the remote reads per system call (RLPx's READ_CHUNK). One
+# message is always taken into an empty queue, whatever its size.
+SEND_QUEUE_BYTES = 512 * 1024
+# What each queued message counts for beyond its payload: bounds a queue of empty messages
+# (64 bytes is about what a queued entry and its frame's header and MACs cost).
+SEND_MESSAGE_COST = 64
 
 # Errors a transport raises when the connection itself is unusable.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -82,7 +93,9 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Transport(_TypingProtocol):
-    """What a peer needs from its connection (``p2p.rlpx`` connections have it)."""
+    """What a peer needs from its connection (``p2p.rlpx`` connections have it). Used when
+    present: ``send_many(messages)`` (one write for a batch), ``receive_many_raw()`` (every
+    frame one read completed) and ``max_message_size``."""
 
     snappy: bool
 
@@ -187,14 +200,25 @@ async def close_transport(
                 pass
 
 
+Frames = list[tuple[int, bytes]]  # (absolute code, data as sent) from one read
+
+
 class _Inbox:
     """A bounded queue of one protocol's messages from one peer, between the reader and the
-    protocol's dispatcher. Lighter than a memory channel, and with hysteresis: a full queue
-    wakes its reader only once half drained, so a busy peer costs one task switch per batch
-    of messages rather than per message. Bounded in count and in bytes: a few large messages
-    fill it as many small ones do (one message is always taken, whatever its size)."""
+    protocol's dispatcher. Lighter than a memory channel. Bounded in count and in bytes: a few
+    large messages fill it as many small ones do (one message is always taken, whatever its
+    size).
 
-    __slots__ = ("_items", "_size", "_max_bytes", "_bytes", "_not_empty", "_not_full")
+    When it is full the reader hands over the rest of its batch instead of waiting for room
+    message by message: it parks with the frame it could not queue (already decompressed)
+    and the frames after it, and the dispatcher, once it has emptied the queue, handles that
+    frame and the following ones of its own protocol directly, in order, one at a time, then
+    wakes the reader at the first frame it left (another protocol's, or a base message). The
+    reader reads nothing meanwhile (backpressure on this peer only, as with a full queue) and
+    no more than one message beyond the queue is decompressed; but a busy peer costs two task
+    switches per read rather than two per queue's worth of messages."""
+
+    __slots__ = ("_items", "_size", "_max_bytes", "_bytes", "_not_empty", "_held", "_resume", "_taken")
 
     def __init__(self, size: int, max_bytes: int = QUEUE_BYTES) -> None:
         self._items: deque[tuple[int, bytes]] = deque()
@@ -202,52 +226,155 @@ class _Inbox:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._not_empty = trio.lowlevel.ParkingLot()
-        self._not_full = trio.lowlevel.ParkingLot()
+        # The reader's hand-over: its batch, the index of the frame it could not queue, and
+        # that frame's relative code and payload.
+        self._held: tuple[Frames, int, int, bytes] | None = None
+        self._resume = 0  # where the reader goes on in its batch once the hand-over is taken
+        self._taken = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def _full(self) -> bool:
-        return len(self._items) >= self._size or (self._bytes >= self._max_bytes and bool(self._items))
-
-    def _append(self, code: int, payload: bytes) -> None:
-        self._items.append((code, payload))
+    def put_nowait(self, code: int, payload: bytes) -> bool:
+        items = self._items
+        if items and (len(items) >= self._size or self._bytes >= self._max_bytes):
+            return False
+        items.append((code, payload))
         self._bytes += len(payload)
         if self._not_empty:
             self._not_empty.unpark()
-
-    def put_nowait(self, code: int, payload: bytes) -> bool:
-        if self._full():
-            return False
-        self._append(code, payload)
         return True
 
-    async def put(self, code: int, payload: bytes) -> None:
-        while self._full():
-            await self._not_full.park()
-        self._append(code, payload)
+    async def hand_over(self, frames: Frames, index: int, code: int, payload: bytes) -> int:
+        """Called by the reader when :meth:`put_nowait` refused ``frames[index]`` (relative
+        ``code``, decompressed ``payload``): wait until the dispatcher has handled it and maybe
+        more; return the index of the first frame left to the reader."""
+        self._held = (frames, index, code, payload)
+        try:
+            while self._held is not None:
+                await self._taken.park()
+        finally:
+            self._held = None  # cancelled: nothing is left for the dispatcher to take
+        return self._resume
+
+    def take_held(self) -> tuple[Frames, int, int, bytes] | None:
+        """The reader's hand-over, once the queue is empty (else None)."""
+        return self._held if not self._items else None
+
+    def release(self, resume: int) -> None:
+        """The dispatcher is done with the hand-over: the reader goes on at ``frames[resume]``."""
+        self._resume = resume
+        self._held = None
+        self._taken.unpark_all()
+
+    def get_nowait(self) -> tuple[int, bytes] | None:
+        """The next message, or None. The dispatcher takes what is queued without yielding
+        between messages: at most the queue's size, then it waits (and yields) for more."""
+        items = self._items
+        if not items:
+            return None
+        item = items.popleft()
+        self._bytes -= len(item[1])
+        return item
 
     async def get(self) -> tuple[int, bytes]:
-        if not self._items:
-            while not self._items:
-                await self._not_empty.park()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        item = self._items.popleft()
-        self._bytes -= len(item[1])
-        if self._not_full and len(self._items) <= self._size // 2 and self._bytes <= self._max_bytes // 2:
-            self._not_full.unpark_all()
+        while not self._items:
+            await self._not_empty.park()
+        item = self.get_nowait()
+        assert item is not None
         return item
+
+
+class _Outbox:
+    """The messages a peer's senders queued, in order, for its one writer task, which writes
+    all of them in one system call (the frames queued while a write is in progress go out
+    together in the next). Bounded in bytes: a sender waits for room (backpressure), and a
+    cancelled wait queues nothing; a message is taken off only once written, so the bound
+    covers the write in progress too. Closing wakes every waiter with ClosedResourceError."""
+
+    __slots__ = ("_items", "_bytes", "_max_bytes", "_closed", "_not_empty", "_not_full", "_on_wait", "waits")
+
+    def __init__(self, max_bytes: int = SEND_QUEUE_BYTES, on_wait: Callable[[], None] | None = None) -> None:
+        self._items: list[tuple[int, bytes, str, int]] = []  # taken in batches: a list is smaller
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._not_empty = trio.lowlevel.ParkingLot()
+        self._not_full = trio.lowlevel.ParkingLot()
+        self._on_wait = on_wait  # called when a put finds the queue full (a metric)
+        self.waits = 0  # puts that found the queue full and waited for the writer
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def close(self) -> None:
+        self._closed = True
+        self._not_full.unpark_all()
+        self._not_empty.unpark_all()
+
+    def append(self, code: int, payload: bytes) -> None:
+        """Queue a base-protocol message of our own (a Ping) without waiting for room."""
+        self._items.append((code, payload, "p2p", code))
+        self._bytes += len(payload) + SEND_MESSAGE_COST
+
+    def put_nowait(self, item: tuple[int, bytes, str, int]) -> bool:
+        """Queue ``item`` (code, payload, protocol, relative code) if there is room now. Senders
+        yield only when the queue is full: a sender's burst fills it before the writer runs."""
+        cost = len(item[1]) + SEND_MESSAGE_COST
+        items = self._items
+        if self._closed or (items and self._bytes + cost > self._max_bytes):
+            return False
+        items.append(item)
+        self._bytes += cost
+        if self._not_empty:
+            self._not_empty.unpark()
+        return True
+
+    async def put(self, item: tuple[int, bytes, str, int]) -> None:
+        """Queue ``item``, waiting for room; ClosedResourceError once closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while not self.put_nowait(item):
+            if self._closed:
+                raise trio.ClosedResourceError("peer connection is closed")
+            if not waited:
+                waited = True
+                self.waits += 1
+                if self._on_wait is not None:
+                    self._on_wait()
+            await self._not_full.park()
+
+    async def wait_items(self) -> bool:
+        """Wait until something is queued; False once closed (the peer decides what becomes of
+        what is left: written before a requested Disconnect, dropped after a failure)."""
+        while not self._items:
+            if self._closed:
+                return False
+            await self._not_empty.park()
+        return not self._closed
+
+    def peek(self) -> list[tuple[int, bytes, str, int]]:
+        return list(self._items)
+
+    def written(self, count: int) -> None:
+        """The first ``count`` items are on the wire: free their room."""
+        items = self._items
+        self._bytes -= sum(len(item[1]) for item in items[:count]) + count * SEND_MESSAGE_COST
+        del items[:count]
+        if self._not_full:
+            self._not_full.unpark_all()
 
 
 class ProtocolConn:
     """One peer as one sub-protocol sees it (implements :class:`p2p.protocol.ProtocolConnection`)."""
 
-    __slots__ = ("_peer", "_matched", "_state", "_inbox")
+    __slots__ = ("_peer", "_matched", "_state", "_inbox", "_offset", "_length", "_name")
 
     def __init__(self, peer: "Peer", matched: MatchedProtocol) -> None:
         self._peer = peer
         self._matched = matched
+        # Read on every send: kept here rather than looked up through the matched protocol.
+        self._offset, self._length, self._name = matched.offset, matched.length, matched.name
         self._state: dict[str, Any] | None = None
         self._inbox = _Inbox(QUEUE_SIZE)
 
@@ -275,9 +402,11 @@ class ProtocolConn:
         return self._state
 
     async def send(self, code: int, payload: bytes) -> None:
-        if not 0 <= code < self._matched.length:
-            raise ValueError(f"code {code} is outside {self._matched.name}'s {self._matched.length} codes")
-        await self._peer.send_message(self._matched.offset + code, payload, self._matched.name, code)
+        if not 0 <= code < self._length:
+            raise ValueError(f"code {code} is outside {self._name}'s {self._length} codes")
+        await trio.lowlevel.checkpoint_if_cancelled()  # before queueing: a cancelled send queues nothing
+        if not self._peer._queue_nowait(self._offset + code, payload, self._name, code):
+            await self._peer.send_message(self._offset + code, payload, self._name, code)
 
     async def disconnect(self, reason: DisconnectReason = DisconnectReason.REQUESTED) -> None:
         self._peer.disconnect(reason)
@@ -303,6 +432,7 @@ class Peer:
         meter: MessageMeter | None = None,
         unhandled_burst: int = UNHANDLED_BURST,
         unhandled_rate: float = UNHANDLED_RATE,
+        send_queue_bytes: int = SEND_QUEUE_BYTES,
     ) -> None:
         self.transport = transport
         self.info = info
@@ -312,10 +442,15 @@ class Peer:
         self._read_timeout = read_timeout
         self._linger = linger
         self._meter = meter
-        self._send_lock = trio.Lock()
+        self._outbox = _Outbox(send_queue_bytes, getattr(meter, "send_queue_full", None))
+        # Whole batches in one write when the transport can (RLPx connections do).
+        self._send_many: Callable[[list[tuple[int, bytes]]], Awaitable[None]] | None = getattr(
+            transport, "send_many", None)
+        self._max_message_size: int | None = getattr(transport, "max_message_size", None)
         self._cancel_scope: trio.CancelScope | None = None
         self._stop_requested = False
         self._broken = False  # the transport failed: no Disconnect can be sent
+        self._flush_queued = False  # stopped by disconnect(): write what is queued before Disconnect
         self._closed = trio.Event()
         self.error: PeerError | None = None
         self.unhandled = 0  # messages dropped undecompressed because no handler takes them
@@ -333,7 +468,11 @@ class Peer:
         return None
 
     def disconnect(self, reason: DisconnectReason | int = DisconnectReason.REQUESTED) -> None:
-        """Ask the peer to send Disconnect(``reason``) and close. Returns at once."""
+        """Ask the peer to send Disconnect(``reason``) and close. Returns at once. What was
+        queued before goes out first; when the peer fails instead (a handler's error, a
+        breach, a timeout), queued messages are dropped and the Disconnect goes alone."""
+        if self.error is None:
+            self._flush_queued = True
         self._fail(PeerError(f"disconnect requested locally: {_describe(reason)}", reason))
 
     async def wait_closed(self) -> None:
@@ -343,19 +482,31 @@ class Peer:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def send_waits(self) -> int:
+        """Sends that found the send queue full and waited for the writer."""
+        return self._outbox.waits
+
     async def send_message(self, code: int, payload: bytes, protocol: str = "p2p", rel_code: int | None = None) -> None:
-        """Send one message with an absolute ``code``; a broken connection ends the peer."""
+        """Queue one message with an absolute ``code`` for the peer's writer, waiting while the
+        send queue is full. Returns once queued: messages leave in the order they were queued,
+        and a send cancelled while it waits queues nothing. A write that fails ends the peer
+        (and later sends raise ClosedResourceError)."""
         if self._stop_requested:
             raise trio.ClosedResourceError("peer is disconnecting")
-        try:
-            async with self._send_lock:
-                await self.transport.send(code, payload)
-        except TRANSPORT_ERRORS as exc:
-            self._broken = True
-            self._fail(PeerError(f"write failed: {exc!r}", DisconnectReason.TCP_ERROR))
-            raise trio.ClosedResourceError("peer connection is broken") from exc
-        if self._meter is not None:
-            self._meter.egress(protocol, code if rel_code is None else rel_code, len(payload))
+        rel = code if rel_code is None else rel_code
+        await trio.lowlevel.checkpoint_if_cancelled()  # before queueing: a cancelled send queues nothing
+        if not self._queue_nowait(code, payload, protocol, rel):
+            await self._outbox.put((code, payload, protocol, rel))
+
+    def _queue_nowait(self, code: int, payload: bytes, protocol: str, rel: int) -> bool:
+        """Queue a message if there is room now (the common case: no coroutine, no wait)."""
+        if self._stop_requested:
+            raise trio.ClosedResourceError("peer is disconnecting")
+        limit = self._max_message_size
+        if limit is not None and len(payload) > limit:
+            raise MessageTooLarge(len(payload), limit)
+        return self._outbox.put_nowait((code, payload, protocol, rel))
 
     async def run(self) -> PeerError:
         """Serve the peer until something ends it; return why (reason, and who asked)."""
@@ -365,8 +516,8 @@ class Peer:
                 if self._stop_requested:
                     scope.cancel()
                 async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._guard, self._write_loop, "write loop")
                     nursery.start_soon(self._guard, self._read_loop, "read loop")
-                    nursery.start_soon(self._guard, self._ping_loop, "ping loop")
                     for conn in self.conns:
                         if conn.protocol.handlers:
                             nursery.start_soon(self._dispatch, conn)
@@ -379,6 +530,9 @@ class Peer:
             error = self.error or PeerError("node stopping", DisconnectReason.CLIENT_QUITTING)
             self.error = error
             send_reason = None if (error.remote_requested or self._broken) else error.reason
+            self._outbox.close()
+            if send_reason is not None and self._flush_queued and self._outbox:
+                await self._flush()
             await close_transport(self.transport, send_reason, linger=self._linger, meter=self._meter)
             self._closed.set()
         return error
@@ -389,6 +543,7 @@ class Peer:
         if self.error is None:
             self.error = error
         self._stop_requested = True
+        self._outbox.close()  # senders waiting for room (maybe outside this peer's tasks) give up
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
 
@@ -400,8 +555,57 @@ class Peer:
         except RLPxTimeout as exc:
             self._fail(PeerError(f"{what}: {exc}", DisconnectReason.TIMEOUT))
         except TRANSPORT_ERRORS as exc:
+            if self._stop_requested and isinstance(exc, trio.ClosedResourceError):
+                return  # a send refused because the peer is stopping: the transport is fine
             self._broken = True
             self._fail(PeerError(f"{what}: connection failed: {exc!r}", DisconnectReason.TCP_ERROR))
+
+    async def _write_loop(self) -> None:
+        # The writer also sends our Pings (one task per peer fewer): a Ping is queued when it
+        # is due, whatever the queue holds (one small message beyond its bound at most).
+        outbox = self._outbox
+        interval = self._ping_interval
+        now = trio.current_time
+        next_ping = now() + interval
+        while True:
+            with trio.move_on_at(next_ping):
+                if not await outbox.wait_items():
+                    return
+            # Let the tasks that are ready run first: more senders queue into this write, and a
+            # handler that is about to fail the peer does so before anything more goes out.
+            await trio.lowlevel.checkpoint()
+            if now() >= next_ping:
+                outbox.append(MessageCode.PING, EMPTY_LIST)
+                next_ping = now() + interval
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        """Write what is queued now (in one write when the transport can), then free its room."""
+        outbox = self._outbox
+        batch = outbox.peek()
+        if self._send_many is not None:
+            await self._send_many([(code, payload) for code, payload, _, _ in batch])
+            outbox.written(len(batch))
+        else:
+            for code, payload, _, _ in batch:
+                await self.transport.send(code, payload)
+                outbox.written(1)
+        meter = self._meter
+        if meter is not None:
+            for _, payload, protocol, rel in batch:
+                meter.egress(protocol, rel, len(payload))
+
+    async def _flush(self) -> None:
+        """On the way out after :meth:`disconnect`, write what senders queued before (a
+        protocol's last message before its ``disconnect``), so that it arrives before our
+        Disconnect. After a failure nothing more is said but the Disconnect. A write
+        cancelled before it began left the stream whole; one cancelled part-way broke it, and
+        this fails at once."""
+        with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT):
+            try:
+                await self._write_queued()
+            except TRANSPORT_ERRORS:
+                pass
 
     async def _read_loop(self) -> None:
         # One cancel scope for the whole loop, its deadline moved forward as messages arrive
@@ -417,41 +621,50 @@ class Peer:
         meter = self._meter
         conns = self.conns
         now = trio.current_time
+        receive_many: Callable[[], Awaitable[list[tuple[int, bytes]]]] | None = getattr(
+            transport, "receive_many_raw", None)
         while True:
-            code, data = await transport.receive_raw()
+            # Every frame one read completed, handled in one pass: no task switch between them
+            # unless a protocol's queue is full.
+            frames = await receive_many() if receive_many is not None else [await transport.receive_raw()]
             deadline = now() + timeout
             if deadline - scope.deadline > DEADLINE_SLACK:
                 scope.deadline = deadline
-            if code < BASE_PROTOCOL_LENGTH:
+            index, count = 0, len(frames)
+            while index < count:
+                code, data = frames[index]
+                index += 1
+                if code < BASE_PROTOCOL_LENGTH:
+                    if meter is not None:
+                        meter.ingress("p2p", code, len(data))
+                    if code == MessageCode.PING:
+                        await self.send_message(MessageCode.PONG, EMPTY_LIST)
+                    elif code == MessageCode.DISCONNECT:
+                        raise RemoteDisconnected(decode_disconnect(transport.decompress(code, data)))
+                    elif code != MessageCode.PONG:  # Pong only proves liveness, as the read did
+                        self._drop_unhandled("p2p", code, data)
+                    continue
+                for conn in conns:
+                    rel = code - conn._offset
+                    if 0 <= rel < conn._length:
+                        break
+                else:
+                    raise PeerError(f"message code {code:#x} is outside every shared protocol",
+                                    DisconnectReason.BREACH_OF_PROTOCOL)
+                if rel not in conn.protocol.handlers:
+                    self._drop_unhandled(conn._name, rel, data)
+                    continue
+                payload = transport.decompress(code, data)
                 if meter is not None:
-                    meter.ingress("p2p", code, len(data))
-                if code == MessageCode.PING:
-                    await self.send_message(MessageCode.PONG, EMPTY_LIST)
-                elif code == MessageCode.DISCONNECT:
-                    raise RemoteDisconnected(decode_disconnect(transport.decompress(code, data)))
-                elif code != MessageCode.PONG:  # Pong only proves liveness, as the read above did
-                    self._drop_unhandled("p2p", code, data)
-                continue
-            for conn in conns:
-                rel = code - conn.offset
-                if 0 <= rel < conn._matched.length:
-                    break
-            else:
-                raise PeerError(f"message code {code:#x} is outside every shared protocol",
-                                DisconnectReason.BREACH_OF_PROTOCOL)
-            handlers = conn.protocol.handlers
-            if rel not in handlers:
-                self._drop_unhandled(conn.protocol.name, rel, data)
-                continue
-            payload = transport.decompress(code, data)
-            if meter is not None:
-                meter.ingress(conn.protocol.name, rel, len(payload))
-            inbox = conn._inbox
-            if not inbox.put_nowait(rel, payload):
-                # The handler is behind: wait for it (backpressure on this peer only), and
-                # do not count the wait against the remote.
-                scope.deadline = math.inf
-                await inbox.put(rel, payload)
+                    meter.ingress(conn._name, rel, len(payload))
+                inbox = conn._inbox
+                if not inbox.put_nowait(rel, payload):
+                    # The handler is behind: hand it the rest of the batch (backpressure on this
+                    # peer only), and do not count the wait against the remote. The deadline
+                    # comes back once the batch is routed: one change per batch, not per wait.
+                    scope.deadline = math.inf
+                    index = await inbox.hand_over(frames, index - 1, rel, payload)
+            if scope.deadline == math.inf:
                 scope.deadline = now() + timeout
 
     def _drop_unhandled(self, protocol: str, code: int, data: bytes) -> None:
@@ -470,28 +683,71 @@ class Peer:
         self._unhandled_tokens = tokens - cost
         log.debug("peer %s: no %s handler for code %d, message dropped", self.info.id.short(), protocol, code)
 
-    async def _ping_loop(self) -> None:
-        while True:
-            await trio.sleep(self._ping_interval)
-            await self.send_message(MessageCode.PING, EMPTY_LIST)
-
     async def _dispatch(self, conn: ProtocolConn) -> None:
         handlers = conn.protocol.handlers
         inbox = conn._inbox
+        get_nowait = inbox.get_nowait
         while True:
-            rel, payload = await inbox.get()
+            item = get_nowait()
+            if item is None:
+                held = inbox.take_held()
+                if held is not None:
+                    resume = await self._dispatch_held(conn, held)
+                    if resume is None:
+                        return
+                    inbox.release(resume)
+                    continue
+                item = await inbox.get()
+            rel, payload = item
             handler = handlers.get(rel)
             if handler is None:  # unregistered after the reader queued it
                 continue
             try:
                 await handler(conn, payload)
-            except trio.ClosedResourceError:
-                if not self._stop_requested:
-                    self._protocol_failed(conn, f"handler of code {rel}", None)
-                return  # otherwise the handler's send raced with our own close
-            except Exception as exc:  # ProtocolError carries its reason; others are subprotocol errors
-                self._protocol_failed(conn, f"handler of code {rel}", exc)
+            except Exception as exc:
+                self._handler_failed(conn, rel, exc)
                 return
+
+    async def _dispatch_held(self, conn: ProtocolConn, held: tuple[Frames, int, int, bytes]) -> int | None:
+        """Handle the frame the reader could not queue and the ones after it that are this
+        protocol's and have a handler, in order; return the index of the first one left to the
+        reader (which drops, counts and rejects what needs to be, as for any frame), or None
+        when a handler failed (the peer is ending)."""
+        frames, index, rel, payload = held
+        handlers = conn.protocol.handlers
+        offset, length, name = conn._offset, conn._length, conn._name
+        decompress = self.transport.decompress
+        meter = self._meter
+        count = len(frames)
+        while True:
+            handler = handlers.get(rel)
+            if handler is not None:
+                try:
+                    await handler(conn, payload)
+                except Exception as exc:
+                    self._handler_failed(conn, rel, exc)
+                    return None
+            index += 1
+            if index >= count:
+                return index
+            code, data = frames[index]
+            rel = code - offset
+            if not 0 <= rel < length or rel not in handlers:
+                return index
+            try:
+                payload = decompress(code, data)
+            except TRANSPORT_ERRORS:
+                return index  # the reader decompresses it again, and ends the peer
+            if meter is not None:
+                meter.ingress(name, rel, len(payload))
+
+    def _handler_failed(self, conn: ProtocolConn, rel: int, exc: Exception) -> None:
+        if isinstance(exc, trio.ClosedResourceError):
+            if not self._stop_requested:
+                self._protocol_failed(conn, f"handler of code {rel}", None)
+            return  # otherwise the handler's send raced with our own close
+        # ProtocolError carries its reason; others are subprotocol errors
+        self._protocol_failed(conn, f"handler of code {rel}", exc)
 
     async def _run_protocol(self, conn: ProtocolConn) -> None:
         run = conn.protocol.run
@@ -536,6 +792,7 @@ __all__ = [
     "PING_INTERVAL",
     "QUEUE_SIZE",
     "READ_TIMEOUT",
+    "SEND_QUEUE_BYTES",
     "Peer",
     "PeerError",
     "ProtocolConn",

@@ -4,8 +4,8 @@ A *factory* makes the protocol object(s) one node runs. Register it under a name
 
     from p2p.protocol_registry import register_protocol
 
-    def make_chat(*, emit, node_id):
-        return ChatService(node_id, nick="node", emit=emit).protocol
+    def make_chat(*, emit, signer):
+        return ChatService(signer, nick="node", emit=emit).protocol
 
     register_protocol("chat", make_chat)
 
@@ -15,7 +15,8 @@ must have a default):
 - ``emit(event: str, **fields)``: report a protocol event; the ``p2p node --json`` command
   prints it as one JSON line ``{"event": event, **fields}`` (a no-op without ``--json``);
 - ``node_id``: the local node's :class:`~p2p.enode.NodeID`;
-- ``private_key``: the local node's :class:`~p2p.crypto.PrivateKey`.
+- ``signer``: a :class:`~p2p.enode.Signer` for the local node, for a protocol whose messages
+  carry their author's signature (protocols never get the private key itself).
 
 It returns a :class:`~p2p.protocol.Protocol`, a sequence of them (several versions of one
 protocol), or an object with a ``protocol`` (or ``protocols``) attribute, such as a service that
@@ -41,7 +42,7 @@ from p2p.protocol import Protocol
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "p2p.protocols"
-FACTORY_ARGUMENTS = ("emit", "node_id", "private_key")  # what a factory may ask for
+FACTORY_ARGUMENTS = ("emit", "node_id", "signer")  # what a factory may ask for
 
 ProtocolFactory = Callable[..., Any]
 Emit = Callable[..., None]

@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import math
 import random
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,17 +29,13 @@ import trio
 from p2p import dial as _dial
 from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
-from p2p.enode import ENR, IPAddress, Node, NodeID
+from p2p.enode import ENR, IPAddress, LocalNode, Node, NodeID, Signer
+from p2p.enode.iter import FairMix
 from p2p.hello import MAX_HELLO_SIZE, Hello, MatchedProtocol, PeerError, RemoteDisconnected, match_capabilities
-from p2p.inbound import MAX_PENDING, MAX_PENDING_PER_IP, Pending, PendingHandshakes, Verdict
+from p2p.inbound import Pending, PendingHandshakes, Verdict
+from p2p.limits import ProcessLimits
 from p2p.metrics import ServerMetrics, serve_metrics
 from p2p.peer import (
-    HANDSHAKE_TIMEOUT,
-    LINGER_TIME,
-    PING_INTERVAL,
-    READ_TIMEOUT,
-    UNHANDLED_BURST,
-    UNHANDLED_RATE,
     Peer,
     Transport,
     close_transport,
@@ -48,24 +43,28 @@ from p2p.peer import (
     make_hello,
 )
 from p2p.protocol import PeerInfo, Protocol, ProtocolConnection
-from p2p.rlpx.budget import FRAME_MEMORY_BUDGET, FrameBudget
-from p2p.rlpx.connection import AUTH_TIMEOUT, accept as rlpx_accept, connect as rlpx_connect
+from p2p.rlpx.budget import FrameBudget
+from p2p.rlpx.connection import accept as rlpx_accept, connect as rlpx_connect
 from p2p.rlpx.errors import AuthTimeout, HandshakeTimeout, MessageTooLarge, RLPxError
 from p2p.rlpx.frame import encode_code
+from p2p.server_config import CLIENT_ID, DEFAULT_MAX_PEERS, ServerConfig
 
 if TYPE_CHECKING:
-    from p2p.enode.nodedb import NodeDB, NodeDBLimits
+    from p2p.discover import Discovery, DiscoveryConfig
+    from p2p.enode.nodedb import NodeDB
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PEERS = 50  # go-ethereum's default --maxpeers
 # The remote's first frame is its Hello (or a Disconnect), never compressed: a header that
 # announces more is refused before its body is read.
 HELLO_FRAME_LIMIT = MAX_HELLO_SIZE + len(encode_code(0))
 EVENT_BUFFER = 256  # events held per subscriber before newer ones are dropped for it
 SHUTDOWN_GRACE = 3.0  # seconds for peers to say goodbye when the server stops
 UDP_PORT_RETRIES = 8  # new random TCP ports tried when the matching UDP port is taken
-CLIENT_ID = f"trio-devp2p/v0.1.0/python{sys.version_info.major}.{sys.version_info.minor}"
+# A dialer with no free slot waits for a dial to end or a peer to leave (both wake it); this is
+# only a safety net. Polling every second instead cost 1,000 servers of a testnet 1,000
+# timer expiries a second, for as long as they stayed at their peer target.
+SLOT_RECHECK = 30.0
 
 
 # -- events ----------------------------------------------------------------------------------
@@ -191,93 +190,65 @@ class Server:
         private_key: PrivateKey | None = None,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         protocols: Sequence[Protocol] = (),
-        *,
-        bootnodes: Iterable[Node | str] = (),
-        static_nodes: Iterable[Node | str] = (),
-        trusted_nodes: Iterable[Node | str] = (),
-        max_peers: int = DEFAULT_MAX_PEERS,
-        max_pending: int = MAX_PENDING,
-        max_pending_per_ip: int = MAX_PENDING_PER_IP,
-        auth_timeout: float = AUTH_TIMEOUT,
-        frame_memory_budget: int = FRAME_MEMORY_BUDGET,
-        unhandled_burst: int = UNHANDLED_BURST,
-        unhandled_rate: float = UNHANDLED_RATE,
-        dial_ratio: int = _dial.DIAL_RATIO,
-        max_active_dials: int = _dial.MAX_ACTIVE_DIALS,
-        discovery: bool = True,
-        discovery_config: Any = None,
-        node_db_path: str | None = None,
-        node_db_limits: NodeDBLimits | None = None,
-        nat: str | None = None,
-        netrestrict: Iterable[str] | str | None = None,
-        client_id: str = CLIENT_ID,
-        allow_useless_peers: bool = False,
-        inbound_throttle: float = _dial.INBOUND_THROTTLE,
-        throttle_loopback: bool = False,
-        dial_history_expiry: float = _dial.DIAL_HISTORY_EXPIRY,
-        static_backoff: tuple[float, float] = (_dial.STATIC_BACKOFF_MIN, _dial.STATIC_BACKOFF_MAX),
-        dial_timeout: float = _dial.DIAL_TIMEOUT,
-        handshake_timeout: float = HANDSHAKE_TIMEOUT,
-        ping_interval: float = PING_INTERVAL,
-        read_timeout: float = READ_TIMEOUT,
-        disconnect_linger: float = LINGER_TIME,
-        metrics_addr: tuple[str, int] | None = None,
-        rng: random.Random | None = None,
-        dial_limiter: trio.CapacityLimiter | None = None,
+        config: ServerConfig | None = None,
     ) -> None:
-        self.private_key = private_key if private_key is not None else PrivateKey.generate()
-        self.public_key = self.private_key.public_key
+        c = config if config is not None else ServerConfig()
+        self.config = c
+        # Kept for the RLPx handshakes (ECDH) only; our record is signed by the LocalNode, and
+        # protocols that sign get ``signer``.
+        self._key = private_key if private_key is not None else PrivateKey.generate()
+        self.signer = Signer(self._key)
+        self.public_key = self._key.public_key
         self.id = NodeID.from_pubkey(self.public_key)
         self.listen = listen
         self.protocols: tuple[Protocol, ...] = tuple(protocols)
-        self.bootnodes = _to_nodes(bootnodes)
-        self.max_peers = max_peers
-        self.max_pending = max_pending
-        self.auth_timeout = auth_timeout
-        self.unhandled_burst = unhandled_burst
-        self.unhandled_rate = unhandled_rate
-        self.dial_ratio = max(1, dial_ratio)
-        self.discovery_enabled = discovery
-        self.discovery_config = discovery_config
-        self.node_db_path = node_db_path
-        self.node_db_limits = node_db_limits  # None: the module's constants
+        self.bootnodes = _to_nodes(c.bootnodes)
+        self.max_peers = c.max_peers
+        self.max_pending = c.max_pending
+        self.auth_timeout = c.auth_timeout
+        self.unhandled_burst = c.unhandled_burst
+        self.unhandled_rate = c.unhandled_rate
+        self.send_queue_bytes = c.send_queue_bytes
+        self.dial_ratio = max(1, c.dial_ratio)
+        self.discovery_enabled = c.discovery
+        self.discovery_config = c.discovery_config
+        self.node_db_path = c.node_db_path
+        self.node_db_limits = c.node_db_limits  # None: the module's constants
         self._nodedb: NodeDB | None = None  # while discovery runs
         self._db_held: set[Peer] = set()  # dialed peers this server protects in the node database
-        self.advertised_ip = parse_nat(nat)
-        self.client_id = client_id
-        self.allow_useless_peers = allow_useless_peers
-        self.dial_timeout = dial_timeout
-        self.handshake_timeout = handshake_timeout
-        self.ping_interval = ping_interval
-        self.read_timeout = read_timeout
-        self.disconnect_linger = disconnect_linger
-        self.metrics_addr = metrics_addr
+        self.advertised_ip = parse_nat(c.nat)
+        self.client_id = c.client_id
+        self.allow_useless_peers = c.allow_useless_peers
+        self.dial_timeout = c.dial_timeout
+        self.handshake_timeout = c.handshake_timeout
+        self.ping_interval = c.ping_interval
+        self.read_timeout = c.read_timeout
+        self.disconnect_linger = c.disconnect_linger
+        self.metrics_addr = c.metrics_addr
         self.metrics = ServerMetrics()
         self.metrics.watch_protocols(self.protocols)
-        self._rng = rng if rng is not None else random.SystemRandom()
-        # Shared by many servers in one process (a local testnet): bounds the handshakes running
-        # at once across all of them, so that each one finishes well within its deadlines
-        # instead of all of them crawling past. None for a lone node: ``max_active_dials`` is
-        # its bound.
-        self.dial_limiter = dial_limiter
-        trusted = _to_nodes(trusted_nodes)
+        self._rng = c.rng if c.rng is not None else random.SystemRandom()
+        self.limits = c.limits if c.limits is not None else ProcessLimits()
+        self.dial_limiter = self.limits.dials
+        trusted = _to_nodes(c.trusted_nodes)
         self._trusted: set[NodeID] = {n.id for n in trusted}
         # A trusted node is known by its ID, which an inbound connection shows only after its
         # auth: its address is what exempts it from the per-address cap on handshakes.
         self._trusted_ips: set[IPAddress] = {n.ip for n in trusted}
-        self._pending = PendingHandshakes(max_pending, max_pending_per_ip)
+        self._pending = PendingHandshakes(c.max_pending, c.max_pending_per_ip)
         self._pending_scopes: dict[Pending, trio.CancelScope] = {}
         self._pending_changed = trio.Event()
-        self.frame_budget = FrameBudget(frame_memory_budget)
+        self.frame_budget = FrameBudget(c.frame_memory_budget)
         self.metrics.watch_frame_budget(self.frame_budget)
         self._scheduler = _dial.DialScheduler(
-            self.id, max_dial_peers=max(1, max_peers // self.dial_ratio), max_active=max_active_dials,
-            history_expiry=dial_history_expiry, backoff_min=static_backoff[0], backoff_max=static_backoff[1],
+            self.id, max_dial_peers=max(1, c.max_peers // self.dial_ratio), max_active=c.max_active_dials,
+            history_expiry=c.dial_history_expiry, backoff_min=c.static_backoff[0], backoff_max=c.static_backoff[1],
             rng=self._rng)
-        self._initial_static = _to_nodes(static_nodes)
+        self._initial_static = _to_nodes(c.static_nodes)
         # Static nodes now failing to dial, with how: at most one entry per static node.
         self._static_failing: dict[NodeID, str] = {}
-        self._limiter = _dial.InboundLimiter(inbound_throttle, throttle_loopback, _dial.parse_netrestrict(netrestrict))
+        self._limiter = _dial.InboundLimiter(c.inbound_throttle, c.throttle_loopback,
+                                             _dial.parse_netrestrict(c.netrestrict))
         self._peers: dict[NodeID, Peer] = {}
         self._subscriptions: set[EventSubscription] = set()
         self._nursery: trio.Nursery | None = None
@@ -287,21 +258,27 @@ class Server:
         self._peer_tasks = 0
         self._peer_tasks_done = trio.Event()
         self._tcp_port = 0
-        self._local_node: Node | None = None
-        self._enr: ENR | None = None
-        self.discovery: Any = None
+        self._local: LocalNode | None = None  # made when serving starts, on the node database if any
+        self.discovery: Discovery | None = None
         self.metrics_port: int | None = None
+        # Where dial candidates come from besides discovery (a DNS tree, a list): read with
+        # discovery's random walk through one fair mix, made anew each time the server runs.
+        self._node_sources = tuple(c.node_sources)
+        self.node_mix: FairMix | None = None
+        self.metrics.watch_node_mix(lambda: self.node_mix)
 
     # -- public --------------------------------------------------------------------------
 
     @property
-    def local_node(self) -> Node:
-        if self._local_node is None:
+    def local(self) -> LocalNode:
+        """Our identity and signed record (set entries on it, e.g. a protocol's own)."""
+        if self._local is None:
             raise RuntimeError("the server is not running")
-        if self.discovery is not None:
-            node: Node = self.discovery.local_node
-            return node
-        return self._local_node
+        return self._local
+
+    @property
+    def local_node(self) -> Node:
+        return self.local.node
 
     @property
     def enode(self) -> str:
@@ -309,12 +286,7 @@ class Server:
 
     @property
     def enr(self) -> ENR:
-        if self.discovery is not None:
-            enr: ENR = self.discovery.enr
-            return enr
-        if self._enr is None:
-            raise RuntimeError("the server is not running")
-        return self._enr
+        return self.local.record
 
     @property
     def node_db(self) -> NodeDB | None:
@@ -425,7 +397,8 @@ class Server:
                         self._scheduler.add_static(node, now)
                     nursery.start_soon(self._accept_loop, listeners)
                     nursery.start_soon(self._dial_loop)
-                    if self.discovery is not None:
+                    if self.discovery is not None or self._node_sources:
+                        self.node_mix = await nursery.start(self._node_mix().run)
                         nursery.start_soon(self._discovered_dial_loop)
                     if self.metrics_addr is not None:
                         self.metrics_port = await nursery.start(
@@ -448,7 +421,8 @@ class Server:
             tcp_port = listeners[0].socket.getsockname()[1]
             if not self.discovery_enabled:
                 self._tcp_port = tcp_port
-                self._set_local(host, tcp_port, udp_port=0)
+                self._local = LocalNode(self._key)
+                self._set_local(host, tcp_port)
                 for listener in listeners:
                     stack.push_async_callback(listener.aclose)
                 return list(listeners)
@@ -460,7 +434,7 @@ class Server:
                     await listener.aclose()
                 continue
             self._tcp_port = tcp_port
-            self._set_local(host, tcp_port, udp_port=self.discovery.udp_port)
+            self._set_local(host, tcp_port)
             for listener in listeners:
                 stack.push_async_callback(listener.aclose)
             return list(listeners)
@@ -474,39 +448,53 @@ class Server:
             return ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1")
         return ip
 
-    def _set_local(self, host: str, tcp_port: int, udp_port: int) -> None:
+    def _set_local(self, host: str, tcp_port: int) -> None:
+        """Our address and RLPx port on our record; its UDP port is discovery's to set."""
+        local = self.local
         ip = self._advertised(host)
-        self._local_node = Node(self.public_key, ip, udp_port, tcp_port)
+        local.set_ip(ip)
         if ip.version == 4:
-            self._enr = ENR.build(self.private_key, ip=ip, tcp=tcp_port, udp=udp_port or None)
+            local.set_tcp(tcp_port)
         else:
-            self._enr = ENR.build(self.private_key, ip6=ip, tcp6=tcp_port, udp6=udp_port or None)
-        self._local_node = self._local_node.with_enr(self._enr)
+            local.set_tcp6(tcp_port)
 
-    async def _open_discovery(self, stack: AsyncExitStack, host: str, port: int) -> None:
+    def _discovery_settings(self) -> DiscoveryConfig | None:
+        """The discovery config with what the server decides for it: the networks it keeps to
+        (the dialer's and the listener's) and the process's shared lookup limiter."""
+        from dataclasses import replace
+
+        from p2p.discover import DiscoveryConfig
+
+        config = self.discovery_config
+        if self._limiter.netrestrict is not None:
+            config = replace(config or DiscoveryConfig(), netrestrict=self._limiter.netrestrict)
+        if self.limits.lookups is not None and (config is None or config.lookup_limiter is None):
+            # discovery's share of the process's limits: its lookups wait on this one limiter
+            config = replace(config or DiscoveryConfig(), lookup_limiter=self.limits.lookups)
+        return config
+
+    async def _open_discovery(self, stack: AsyncExitStack, host: str, port: int) -> Discovery:
         from p2p.discover import open_discovery  # imported here: a node without discovery never loads it
+        from p2p.enode.expiry import expiring
         from p2p.enode.nodedb import NodeDB
 
         inner = AsyncExitStack()
         try:
-            db = inner.enter_context(NodeDB.open(self.node_db_path, limits=self.node_db_limits))
+            config = self._discovery_settings()
+            db = inner.enter_context(NodeDB.open(self.node_db_path, limits=self.node_db_limits,
+                                                 shared=config.nodedb_shared if config is not None else None))
             db.set_self(self.id)
-            await inner.enter_async_context(db.serving())
+            await inner.enter_async_context(expiring(db))  # we opened it: we run its expiry
             kwargs: dict[str, Any] = {"bootnodes": self.bootnodes, "nodedb": db, "tcp_port": port}
             if self.advertised_ip is not None:
                 kwargs["advertised_ip"] = self.advertised_ip
-            config = self.discovery_config
-            if self._limiter.netrestrict is not None:
-                # Discovery keeps to the same networks as the dialer and the listener.
-                from dataclasses import replace
-
-                from p2p.discover import DiscoveryConfig
-
-                config = replace(config if config is not None else DiscoveryConfig(),
-                                 netrestrict=self._limiter.netrestrict)
             if config is not None:
                 kwargs["config"] = config
-            self.discovery = await inner.enter_async_context(open_discovery(self.private_key, (host, port), **kwargs))
+            self._local = LocalNode(self._key, db)
+            # Discovery signs with the LocalNode's record (it sets the UDP port and address on it);
+            # the key is for its packet signatures and v5 key agreement.
+            self.discovery = await inner.enter_async_context(
+                open_discovery(self._key, (host, port), local=self._local, **kwargs))
         except BaseException:
             self.discovery = None
             await inner.aclose()
@@ -517,6 +505,7 @@ class Server:
         if self.discovery.v5 is not None:
             self.metrics.watch_discovery_v5(self.discovery.v5)
         self.metrics.watch_nodedb(db)
+        return self.discovery
 
     async def _shutdown(self, nursery: trio.Nursery) -> None:
         self._closing = True
@@ -624,7 +613,7 @@ class Server:
                 evictable.cancel()
             try:
                 with trio.fail_after(self.dial_timeout):
-                    conn = await rlpx_accept(stream, self.private_key, handshake_timeout=self.handshake_timeout,
+                    conn = await rlpx_accept(stream, self._key, handshake_timeout=self.handshake_timeout,
                                              auth_timeout=self.auth_timeout, read_timeout=self.read_timeout + 5,
                                              first_frame_limit=HELLO_FRAME_LIMIT, budget=self.frame_budget)
                     self._pending.authenticated(entry)
@@ -667,13 +656,21 @@ class Server:
             with trio.move_on_at(wake_at if wake_at is not None else math.inf):
                 await self._dial_wakeup.wait()
 
+    def _node_mix(self) -> FairMix:
+        mix = FairMix()
+        if self.discovery is not None:
+            mix.add_source(self.discovery.random_nodes(), "discv4")
+        for i, source in enumerate(self._node_sources):
+            mix.add_source(source, str(getattr(source, "name", "") or f"source{i}"))
+        return mix
+
     async def _discovered_dial_loop(self) -> None:
-        assert self._nursery is not None and self.discovery is not None
+        assert self._nursery is not None and self.node_mix is not None
         refused_in_a_row = 0
-        async for node in self.discovery.random_nodes():
+        async for node in self.node_mix:
             while self._scheduler.free_dyn_slots() <= 0 or self.peer_count() >= self.max_peers:
                 self._slot_wakeup = trio.Event()
-                with trio.move_on_after(1.0):
+                with trio.move_on_after(SLOT_RECHECK):
                     await self._slot_wakeup.wait()
             now = trio.current_time()
             try:
@@ -710,7 +707,7 @@ class Server:
                         raise DialError("enough dialed peers by the time a dial slot was free", "not_needed")
                     # The deadline starts once a slot is ours: waiting for one is not the peer's fault.
                     with trio.fail_after(self.dial_timeout):
-                        conn = await rlpx_connect(str(node.ip), node.tcp_port, self.private_key, node.pubkey,
+                        conn = await rlpx_connect(str(node.ip), node.tcp_port, self._key, node.pubkey,
                                                   handshake_timeout=self.handshake_timeout,
                                                   read_timeout=self.read_timeout + 5,
                                                   first_frame_limit=HELLO_FRAME_LIMIT, budget=self.frame_budget)
@@ -802,7 +799,7 @@ class Server:
 
     def _max_inbound(self) -> int:
         # As go-ethereum, keep a share of the slots for our own dials when we dial at all.
-        if self.discovery is None:
+        if self.discovery is None and not self._node_sources:
             return self.max_peers
         return max(0, self.max_peers - self.max_peers // self.dial_ratio)
 
@@ -848,7 +845,8 @@ class Server:
                         since=time.time(), enode=enode)
         peer = Peer(hs.conn, info, hello, hs.matched, ping_interval=self.ping_interval,
                     read_timeout=self.read_timeout, linger=self.disconnect_linger, meter=self.metrics,
-                    unhandled_burst=self.unhandled_burst, unhandled_rate=self.unhandled_rate)
+                    unhandled_burst=self.unhandled_burst, unhandled_rate=self.unhandled_rate,
+                    send_queue_bytes=self.send_queue_bytes)
         old = self._peers.get(hs.node_id)
         if old is not None:
             old.disconnect(DisconnectReason.ALREADY_CONNECTED)
@@ -940,21 +938,24 @@ async def open_server(
     private_key: PrivateKey | None = None,
     listen: tuple[str, int] = ("127.0.0.1", 0),
     protocols: Sequence[Protocol] = (),
-    **kwargs: Any,
+    config: ServerConfig | None = None,
 ) -> AsyncIterator[Server]:
-    """Run a :class:`Server` (same keyword arguments) for the duration of the ``async with``."""
-    server = Server(private_key, listen, protocols, **kwargs)
+    """Run a :class:`Server` for the duration of the ``async with``. ``private_key`` None makes
+    a new identity; ``config`` None is ``ServerConfig()``, the defaults."""
+    server = Server(private_key, listen, protocols, config)
     async with server.serving():
         yield server
 
 
 __all__ = [
     "CLIENT_ID",
+    "DEFAULT_MAX_PEERS",
     "DialError",
     "EventSubscription",
     "PeerAdded",
     "PeerRemoved",
     "Server",
+    "ServerConfig",
     "ServerEvent",
     "open_server",
     "parse_nat",

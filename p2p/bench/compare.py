@@ -8,10 +8,15 @@ Workloads, each between two processes on 127.0.0.1:
   receiver answers when it has all of them, the sender's clock stops at that answer.
 - handshakes: connect, auth/ack, Hello both ways, close, repeat.
 - pings: discv4 Pings kept in flight against one answering node, Pongs counted.
+- v5 pings: discv5 PINGs within one established session against ``@chainsafe/discv5`` and
+  against ours, from the same client (:mod:`p2p.bench.discovery_v5`), PONGs counted.
 
-The JavaScript side is ``tests/interop/bench_rlpx.mjs`` and ``bench_dpt.mjs``; ours is
-:mod:`p2p.rlpx` driven by the same steps here (the receiver is this module run as a child
-process), and for pings the same Python pinger is aimed at their DPT and at our discovery.
+The JavaScript side is ``tests/interop/bench_rlpx.mjs``, ``bench_dpt.mjs`` and
+``discv5_peer.mjs`` (a chainsafe node that answers, as in the interop tests); ours is the same
+steps here: messages go through the protocol API (a ``Protocol`` handler counts them,
+``ProtocolConn.send`` sends them, :mod:`p2p.bench.protocol_peer`), handshakes are bare
+:mod:`p2p.rlpx` plus Hello (the receiver is this module run as a child process), and for
+pings the same Python pinger is aimed at their DPT and at our discovery.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ FULL_COUNTS = {65536: 600, 1024: 10000, "handshakes": 60, "ping_seconds": 2.0}
 QUICK_COUNTS = {65536: 60, 1024: 1000, "handshakes": 10, "ping_seconds": 0.5}
 OURS_SCALE = 10  # ours runs this many times more work per run, so its runs are as long as theirs
 PING_WINDOW = 8  # pings in flight; more does not raise ethereumjs's rate (measured 1..64)
+V5_PING_WINDOW = 32  # v5 PINGs in flight, both sides: fills both nodes' loops without queueing in the kernel
+V5_WARM_UP = 1.0  # seconds of v5 PINGs before the timed runs, both sides (measured: chainsafe 2k/s cold, 6k/s+ warm)
 CHILD_DEADLINE = 300.0  # seconds any child process may take before it is killed
 BENCH_PROTOCOL = (b"bench", 1)  # capability of the one-message load protocol, both sides
 DATA_CODE = 0x10  # first code after the 16 base-protocol codes: a data message
@@ -136,11 +143,15 @@ def _throughput_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in runs:
         if r["received"] != r["count"]:
             raise CompareError(f"receiver got {r['received']} of {r['count']} messages")
-    return {
+    out: dict[str, Any] = {
         "mb_per_s": summary([r["mb_per_s"] for r in runs]),
         "msgs_per_s": summary([r["msgs_per_s"] for r in runs]),
         "count": runs[0]["count"],
     }
+    for name in ("sender_cpu_us_per_message", "receiver_cpu_us_per_message"):  # ours only
+        if name in runs[0]:
+            out[name] = summary([r[name] for r in runs])
+    return out
 
 
 def _theirs_pings_js(node: str, seconds: float, repeat: int) -> dict[str, Any]:
@@ -173,37 +184,23 @@ async def _exchange_hello(conn: Any, pubkey: bytes) -> None:
 
 
 async def _ours_listen() -> None:
-    """Child process: accept connections, count data messages, answer the end marker."""
+    """Child process: accept connections and run each as a peer whose ``bench`` handlers count
+    data messages and answer the end marker (:mod:`p2p.bench.protocol_peer`)."""
     import trio
 
-    from p2p import rlpx
+    from p2p.bench import protocol_peer
     from p2p.crypto import PrivateKey
+    from p2p.hello import PeerError
+    from p2p.rlpx import RLPxError
 
     key = PrivateKey.generate()
     pubkey = key.public_key.to_bytes()
 
     async def serve(stream: trio.SocketStream) -> None:
         try:
-            conn = await rlpx.accept(stream, key)
-        except rlpx.RLPxError:
-            await stream.aclose()
-            return
-        try:
-            await _exchange_hello(conn, pubkey)
-            count = nbytes = 0
-            while True:
-                code, payload = await conn.receive()
-                if code == DATA_CODE:
-                    count += 1
-                    nbytes += len(payload)
-                elif code == DONE_CODE:
-                    answer = json.dumps({"count": count, "bytes": nbytes}).encode()
-                    await conn.send(DONE_CODE, answer)
-                    count = nbytes = 0
-        except (rlpx.RLPxError, CompareError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await conn.aclose()
+            await protocol_peer.serve(key, stream)
+        except (RLPxError, PeerError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # a handshake-only dial, or the sender went away
 
     async def watch_stdin(cancel: trio.CancelScope) -> None:
         # The parent holds our stdin: when it closes it, we are done.
@@ -218,33 +215,30 @@ async def _ours_listen() -> None:
 
 
 async def _ours_send(port: int, remote_id: bytes, count: int, size: int) -> dict[str, Any]:
-    from p2p import rlpx
-    from p2p.crypto import PrivateKey, PublicKey
+    """N messages through ``ProtocolConn.send``, one ``await`` each, as a protocol author writes it."""
+    from p2p.bench import protocol_peer
+    from p2p.crypto import PublicKey
 
-    key = PrivateKey.generate()
-    conn = await rlpx.connect(HOST, port, key, PublicKey.from_bytes(remote_id))
-    try:
-        await _exchange_hello(conn, key.public_key.to_bytes())
+    async with protocol_peer.open_sender(port, PublicKey.from_bytes(remote_id), host=HOST) as sender:
         payload = os.urandom(size)
+        send = sender.conn.send
+        data = protocol_peer.DATA
 
         async def burst(n: int) -> dict[str, int]:
             for _ in range(n):
-                await conn.send(DATA_CODE, payload)
-            await conn.send(DONE_CODE, b"end")
-            code, answer = await conn.receive()
-            if code != DONE_CODE:
-                raise CompareError(f"expected the receiver's counts, got code {code}")
-            counts: dict[str, int] = json.loads(answer)
-            return counts
+                await send(data, payload)
+            return await sender.ask()
 
         await burst(max(10, count // 10))  # untimed, as the JavaScript side warms its JIT
+        cpu = time.process_time()
         t0 = time.perf_counter()
         got = await burst(count)
         seconds = time.perf_counter() - t0
-    finally:
-        await conn.aclose()
+        cpu = time.process_time() - cpu
     return {"size": size, "count": count, "received": got["count"], "seconds": seconds,
-            "msgs_per_s": got["count"] / seconds, "mb_per_s": got["bytes"] / seconds / 1e6}
+            "msgs_per_s": got["count"] / seconds, "mb_per_s": got["bytes"] / seconds / 1e6,
+            "sender_cpu_us_per_message": cpu / count * 1e6,
+            "receiver_cpu_us_per_message": got["cpu_ns"] / 1e3 / max(1, got["count"])}
 
 
 async def _ours_handshakes(port: int, remote_id: bytes, count: int) -> float:
@@ -397,6 +391,32 @@ async def _ours_disc_answer() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# v5 pings: one Python client, aimed at @chainsafe/discv5 and at our discovery
+
+
+def _v5_pings(node: str, seconds: float, repeat: int) -> dict[str, Any]:
+    import trio
+
+    from p2p.bench.discovery_v5 import run_client
+
+    if not (INTEROP_DIR / "node_modules" / "@chainsafe" / "discv5").is_dir():
+        raise CompareError(f"@chainsafe/discv5 is not installed in {INTEROP_DIR}")
+
+    def runs(cmd: list[str], cwd: Path | None) -> list[dict[str, Any]]:
+        with _server(cmd, cwd=cwd) as listening:
+            port, record = int(listening["port"]), listening["enr"]
+            # untimed, as for RLPx: chainsafe's first thousands of PINGs run before V8 compiles them
+            trio.run(run_client, "ping", HOST, port, record, V5_WARM_UP, V5_PING_WINDOW)
+            return [trio.run(run_client, "ping", HOST, port, record, seconds, V5_PING_WINDOW)
+                    for _ in range(repeat)]
+
+    theirs_runs = runs([node, "discv5_peer.mjs"], INTEROP_DIR)
+    ours_runs = runs([sys.executable, "-m", "p2p.bench.discovery_v5", "answer"], None)
+    return {"theirs": summary([r["rate"] for r in theirs_runs]), "ours": summary([r["rate"] for r in ours_runs]),
+            "window": V5_PING_WINDOW, "theirs_runs": theirs_runs, "ours_runs": ours_runs}
+
+
+# ---------------------------------------------------------------------------------------------
 # the benchmark
 
 
@@ -430,10 +450,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if pings.get("ours") and pings.get("theirs"):
         ratios["pings_per_s"] = _ratio(pings["ours"], pings["theirs"])
         ratios["pings_per_s_vs_js_pinger"] = _ratio(pings["ours"], pings["theirs_js_pinger"])
+    v5 = _v5_pings(node, float(counts["ping_seconds"]), repeat)
+    out["v5_pings_per_s"] = v5
+    ratios["v5_pings_per_s"] = _ratio(v5["ours"], v5["theirs"])
     out["ratios"] = ratios
     # Other work on the machine skews both sides; the load says how much to trust a run.
     out["load_average_1min"] = {"start": load_at_start, "end": os.getloadavg()[0]}
+    out["ours"].update(_ours_typed(bool(args.quick), repeat))
     return out
+
+
+def _ours_typed(quick: bool, repeat: int) -> dict[str, Any]:
+    """Our typed layer beside raw handlers, and request/response round trips (no JS side)."""
+    from p2p.bench._typed import typed_figures
+
+    return typed_figures(quick, repeat)
 
 
 def main(argv: list[str]) -> int:

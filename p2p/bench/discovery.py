@@ -9,6 +9,14 @@ Figures:
 - ``testnet``: for each size, seconds (wall clock) until every node of a one-process loopback
   testnet holds its closest member and a full bucket's worth of nodes, and for the smallest
   size the outcome of 50 lookups of member IDs from other members.
+- ``v5``: discovery v5 on the same kind of node (v4 and v5 on one socket), driven by
+  :mod:`p2p.bench.discovery_v5` clients in another process: ``pings_answered_per_s`` (PONGs
+  per second within one established session, ``window`` PINGs in flight) and
+  ``handshakes_per_s`` (each with a fresh identity, ``slots`` at a time). ``v5.testnet``: for
+  each size, one ``p2p testnet`` run (:mod:`p2p.testnet`) over v5 and one over v4 for
+  reference, with the runner's convergence (every table holds 16 nodes) and, for the smallest
+  size, 50 lookups of member IDs (over v5 where v5 runs). One run each, not ``--repeat``: a
+  500-node network is the slow part of the benchmark.
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ import argparse
 import ipaddress
 import json
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -25,6 +32,7 @@ from typing import Any
 import trio
 
 from p2p.bench._stats import repeat, summary
+from p2p.bench.discovery_v5 import DEFAULT_SLOTS, ours_once
 from p2p.crypto import PrivateKey
 from p2p.discover.wire import Endpoint, PacketType, Ping, Pong, decode_packet, encode_body, encode_packet, \
     expiration_at, seal
@@ -40,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="testnet sizes to time, comma-separated (quick mode: the first only)")
     parser.add_argument("--discovery-seconds", type=float, default=3.0, metavar="SECONDS", help="seconds of pinging per run")
     parser.add_argument("--discovery-window", type=int, default=64, help="pings in flight from the sender")
+    parser.add_argument("--discovery-v5-slots", type=int, default=DEFAULT_SLOTS, metavar="N",
+                        help="v5 handshakes in flight from the client (one socket each)")
 
 
 def _ceiling_once() -> float:
@@ -160,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": answered["median"] / ceiling["median"],
         "ping_runs": ping_runs,
         "window": window,
+        "v5": _v5(seconds, window, int(getattr(args, "discovery_v5_slots", DEFAULT_SLOTS)), runs, sizes),
         "testnet": {},
     }
     for i, n in enumerate(sizes):
@@ -173,6 +184,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fig["lookups"] = [o["lookups"] for o in done]
         result["testnet"][str(n)] = fig
     return result
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside nested exception groups: the one that says what failed."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _testnet_run(n: int, mode: str, lookups: int) -> dict[str, Any]:
+    """One runner testnet of ``n`` discovery nodes speaking ``mode``: convergence time and,
+    if asked for, the outcome of lookups."""
+    from p2p.testnet import TestnetConfig, run_testnet
+
+    config = TestnetConfig(nodes=n, discovery=mode, seconds=TESTNET_DEADLINE, lookups=lookups, interval=0.25)
+    try:
+        net, _ = trio.run(run_testnet, config)
+    except Exception as exc:  # noqa: BLE001 - a node that crashed is a finding of the run, not the end of it
+        return {"discovery": mode, "converged": False, "error": f"{type(exc).__name__}: {_leaf(exc)}"}
+    out: dict[str, Any] = {
+        "discovery": mode, "converged": net["converged"],
+        # one run, in the benchmark's median shape so that the table shows it
+        "convergence_seconds": summary([net["table_fill_seconds"]]) if net["converged"] else None,
+        "start_seconds": net["start_seconds"], "deadline_seconds": TESTNET_DEADLINE}
+    if net["lookups"] is not None:
+        out["lookups"] = {k: net["lookups"][k] for k in ("count", "found", "success_rate")}
+    return out
+
+
+def _v5(seconds: float, window: int, slots: int, runs: int, sizes: list[int]) -> dict[str, Any]:
+    ping_runs = [trio.run(ours_once, "ping", seconds, window) for _ in range(runs)]
+    handshake_runs = [trio.run(ours_once, "handshakes", seconds, slots) for _ in range(runs)]
+    testnet = {str(n): {mode: _testnet_run(n, mode, 50 if i == 0 else 0) for mode in ("v5", "v4")}
+               for i, n in enumerate(sizes)}
+    return {
+        "pings_answered_per_s": summary([r["rate"] for r in ping_runs]),
+        "handshakes_per_s": summary([r["rate"] for r in handshake_runs]),
+        "window": window,
+        "slots": slots,
+        "ping_runs": ping_runs,
+        "handshake_runs": handshake_runs,
+        "testnet": testnet,
+    }
 
 
 if __name__ == "__main__":

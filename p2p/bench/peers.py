@@ -13,6 +13,9 @@ Figures:
   their quotient: what the peer layer adds;
 - ``messages_per_s``: small messages through a registered protocol handler, 100 peers sending
   at once; ``baseline_messages_per_s``: the same messages read by bare RLPx reader loops.
+- ``typed_messages_per_s`` / ``raw_handler_messages_per_s`` (1 KiB and 64 KiB, one peer),
+  ``typed_us_per_message``, ``typed_decode_us`` and ``requests_per_s`` (1 and 16 in flight):
+  the typed layer, see ``p2p/bench/_typed.py``.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ async def _serve(mode: str, max_peers: int) -> None:
     from p2p.crypto import PrivateKey
     from p2p.protocol import Protocol, ProtocolConnection
     from p2p.rlpx import accept
-    from p2p.server import open_server
+    from p2p.server import ServerConfig, open_server
 
     received = 0
     first = last = 0.0
@@ -113,9 +116,8 @@ async def _serve(mode: str, max_peers: int) -> None:
         async def on_message(conn: ProtocolConnection, payload: bytes) -> None:
             count()
 
-        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], discovery=False,
-                               max_peers=max_peers, max_pending=64,
-                               max_pending_per_ip=64) as server:  # every bench peer dials from 127.0.0.1
+        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], config=ServerConfig(
+            discovery=False, max_peers=max_peers, max_pending=64, max_pending_per_ip=64)) as server:  # every bench peer dials from 127.0.0.1
             _say(event="listening", enode=server.enode, rss=_rss())
             await commands(lambda: _say(peers=server.peer_count(), rss=_rss(), received=received,
                                         seconds=last - first))
@@ -378,7 +380,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "goal_met": bool(min(peaks) >= GOAL_PEERS and statistics_median(kib) < GOAL_KIB_PER_PEER
                              and measured_at >= GOAL_PEERS),
         })
+    result.update(_typed_layer(quick, repeat))
     return result
+
+
+def _typed_layer(quick: bool, repeat: int) -> dict[str, Any]:
+    """Typed messages beside raw handlers (1 KiB, 64 KiB) and request/response round trips."""
+    from p2p.bench._typed import typed_figures
+
+    return typed_figures(quick, repeat)
 
 
 def statistics_median(values: list[float]) -> float:

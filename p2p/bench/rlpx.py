@@ -5,6 +5,12 @@ Figures:
   as it can (batched writes, no wait per message) to a child process that counts and reports
   at the end; messages/s and MB/s (10^6 bytes of payload per second). Payloads are random
   bytes, so snappy costs its full price and saves nothing.
+- the protocol API path: 1 KiB messages through ``ProtocolConn.send`` (one ``await`` per
+  message, as a protocol author writes it) to a ``Protocol`` handler in the child, the whole
+  peer layer on both sides, snappy on; reported next to the bare RLPx row with snappy on
+  (``fraction_of_bare_rlpx``), which batches its writes. Each of its runs follows one run of
+  that row (load on a shared machine changes within seconds), and each pair's ratio is given
+  too (``paired_fraction_of_bare_rlpx``).
 - handshakes per second: TCP connect, auth/ack, Hello both ways, close; one after another.
 - ceilings measured in this process in the same run: frame encode + MAC (plus snappy when
   on) of the same payloads, frame decode for reference, and one whole handshake pair
@@ -26,6 +32,7 @@ from typing import Any
 import rlp
 import trio
 
+from p2p.bench import protocol_peer
 from p2p.bench._stats import summary
 from p2p.bench.rlpx_peer import DATA, HELLO, REPORT, REPORT_REQUEST, SOCKET_BUFFER, main as peer_main
 from p2p.crypto import PrivateKey, PublicKey, aes, ecies, keccak, recover
@@ -38,7 +45,13 @@ SECONDS = 2.0  # per throughput / handshake run
 QUICK_SECONDS = 0.3
 BATCH_BYTES = 256 * 1024  # payload bytes per write: amortizes trio's per-call cost
 CHILD_START_TIMEOUT = 30.0  # seconds for the child to report its port
-GOALS = {"mb_per_s_64KiB": 150.0, "messages_per_s_1KiB": 20_000.0, "handshakes_per_s": 500.0}
+GOALS = {"mb_per_s_64KiB": 150.0, "messages_per_s_1KiB": 20_000.0, "handshakes_per_s": 500.0,
+         "protocol_api_fraction_of_bare_rlpx_1KiB": 0.7}
+# The protocol API row: 1 KiB messages through ``ProtocolConn.send`` to a ``Protocol`` handler,
+# snappy on (as between two nodes at p2p v5), next to the bare RLPx row with the same payloads.
+PROTOCOL_SIZE = 1024
+PROTOCOL_ROW = "1024/protocol"
+PROTOCOL_BARE_ROW = "1024/snappy"
 HOST = "127.0.0.1"
 
 
@@ -129,23 +142,64 @@ async def _handshakes(port: int, remote: PublicKey, key: PrivateKey, seconds: fl
     }
 
 
+async def _protocol_throughput(port: int, remote: PublicKey, size: int, seconds: float) -> dict[str, float]:
+    """Messages through ``ProtocolConn.send`` (one ``await`` each) to a ``Protocol`` handler in
+    the child: the whole peer layer on both sides, snappy on (both Hellos at v5)."""
+    async with protocol_peer.open_sender(port, remote, host=HOST) as sender:
+        _tune(sender.rlpx)
+        await sender.ask()  # start the child's CPU count here
+        payload = random.Random(size).randbytes(size)
+        send = sender.conn.send
+        batch = max(1, BATCH_BYTES // size)  # messages between clock readings
+        sent = 0
+        cpu = time.process_time()
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(batch):
+                await send(protocol_peer.DATA, payload)
+            sent += batch
+        got = await sender.ask()
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    if got["count"] != sent or got["bytes"] != sent * size:
+        raise RuntimeError(f"bench peer handled {got['count']} messages / {got['bytes']} bytes, {sent} were sent")
+    return {
+        "messages_per_s": sent / elapsed,
+        "mb_per_s": sent * size / elapsed / 1e6,
+        "sender_cpu_us_per_message": cpu / sent * 1e6,
+        "receiver_cpu_us_per_message": got["cpu_ns"] / 1e3 / sent,
+    }
+
+
 def _summaries(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {name: summary([r[name] for r in runs]) for name in runs[0]}
 
 
-async def _network(port: int, remote: PublicKey, seconds: float, repeat: int) -> dict[str, Any]:
+async def _network(ports: tuple[int, int], remote: PublicKey, seconds: float, repeat: int) -> dict[str, Any]:
+    port, peer_port = ports
     key = PrivateKey.generate()
     out: dict[str, Any] = {}
-    with trio.fail_after(60 + 4 * repeat * seconds * 6):
+    with trio.fail_after(60 + 4 * repeat * seconds * 7):
+        api_runs: list[dict[str, float]] = []
         for size in SIZES:
             for use_snappy in (False, True):
-                runs = [await _throughput(port, remote, key, size, use_snappy, seconds) for _ in range(repeat)]
-                out[f"{size}/{'snappy' if use_snappy else 'plain'}"] = _summaries(runs)
+                row = f"{size}/{'snappy' if use_snappy else 'plain'}"
+                runs = []
+                for _ in range(repeat):
+                    runs.append(await _throughput(port, remote, key, size, use_snappy, seconds))
+                    if row == PROTOCOL_BARE_ROW:
+                        # Each protocol API run right after its bare run: the two rows are compared,
+                        # and on a shared machine the load changes within seconds.
+                        api = await _protocol_throughput(peer_port, remote, PROTOCOL_SIZE, seconds)
+                        api_runs.append({**api, "paired_fraction_of_bare_rlpx":
+                                         api["messages_per_s"] / runs[-1]["messages_per_s"]})
+                out[row] = _summaries(runs)
+        out[PROTOCOL_ROW] = _summaries(api_runs)
         out["handshakes"] = _summaries([await _handshakes(port, remote, key, seconds) for _ in range(repeat)])
     return out
 
 
-def _with_child(fn: Callable[[int, PublicKey], dict[str, Any]]) -> dict[str, Any]:
+def _with_child(fn: Callable[[tuple[int, int], PublicKey], dict[str, Any]]) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     parent_end, child_end = ctx.Pipe()
     child_key = PrivateKey.generate()
@@ -277,10 +331,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     repeat = 1 if quick else max(1, int(getattr(args, "repeat", 3)))
     load_at_start = os.getloadavg()[0]
     ceilings = _ceilings(seconds, repeat)
-    network = _with_child(lambda port, remote: trio.run(_network, port, remote, seconds, repeat))
+    network = _with_child(lambda ports, remote: trio.run(_network, ports, remote, seconds, repeat))
     throughput: dict[str, Any] = {}
     for name, figures in network.items():
-        if name == "handshakes":
+        if name in ("handshakes", PROTOCOL_ROW):
             continue
         ceiling = ceilings[name]
         throughput[name] = {
@@ -307,6 +361,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_limited_handshakes_per_s": 1e6 / (network["handshakes"]["dialer_cpu_us_per_handshake"]["median"]
                                                + network["handshakes"]["listener_cpu_us_per_handshake"]["median"]),
     }
+    bare = throughput[PROTOCOL_BARE_ROW]["messages_per_s"]["median"]
+    api = network[PROTOCOL_ROW]
+    api_fraction = api["messages_per_s"]["median"] / bare
+    throughput[PROTOCOL_ROW] = {
+        **api,
+        "bare_rlpx_row": PROTOCOL_BARE_ROW,
+        "fraction_of_bare_rlpx": api_fraction,
+        # CPU the peer layer and the protocol API add per message, over bare RLPx in this run.
+        "sender_cpu_us_over_bare": api["sender_cpu_us_per_message"]["median"]
+        - throughput[PROTOCOL_BARE_ROW]["sender_cpu_us_per_message"]["median"],
+        "receiver_cpu_us_over_bare": api["receiver_cpu_us_per_message"]["median"]
+        - throughput[PROTOCOL_BARE_ROW]["receiver_cpu_us_per_message"]["median"],
+    }
     mb64 = min(throughput[f"{64 * 1024}/{m}"]["mb_per_s"]["median"] for m in ("plain", "snappy"))
     msg1 = min(throughput[f"1024/{m}"]["messages_per_s"]["median"] for m in ("plain", "snappy"))
     return {
@@ -324,5 +391,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     "met": msg1 >= GOALS["messages_per_s_1KiB"]},
             "handshakes_per_s": {"goal": GOALS["handshakes_per_s"], "median": hs["median"],
                                  "met": hs["median"] >= GOALS["handshakes_per_s"]},
+            "protocol_api_fraction_of_bare_rlpx_1KiB": {
+                "goal": GOALS["protocol_api_fraction_of_bare_rlpx_1KiB"], "median": api_fraction,
+                "met": api_fraction >= GOALS["protocol_api_fraction_of_bare_rlpx_1KiB"]},
         },
     }

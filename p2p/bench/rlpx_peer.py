@@ -4,8 +4,9 @@ Per connection: it sends its Hello (code 0) as soon as the handshake is done, as
 and ethereumjs do, reads the dialer's Hello (whose last element is the snappy flag), counts
 data messages (code 0x10), and on a report request (0x11) answers 0x12 with
 ``rlp([messages, payload bytes, CPU nanoseconds this process used since the last report])``
-and starts counting anew. The parent
-learns the port through the pipe and stops the child by closing its end of the pipe.
+and starts counting anew. On a second port it runs each connection as a whole peer with the
+``bench`` protocol of :mod:`p2p.bench.protocol_peer` (the protocol API path). The parent
+learns both ports through the pipe and stops the child by closing its end of the pipe.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from multiprocessing.connection import Connection as Pipe
 import rlp
 import trio
 
+from p2p.bench import protocol_peer
 from p2p.crypto import PrivateKey
+from p2p.hello import PeerError
 from p2p.rlpx import RLPxError, accept
 
 HELLO, DATA, REPORT_REQUEST, REPORT = 0x00, 0x10, 0x11, 0x12
@@ -61,13 +64,24 @@ async def _handle(key: PrivateKey, stream: trio.SocketStream) -> None:
         await conn.aclose()
 
 
+async def _handle_peer(key: PrivateKey, stream: trio.SocketStream) -> None:
+    tune(stream.socket)
+    try:
+        await protocol_peer.serve(key, stream)
+    except (RLPxError, PeerError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
 async def _serve(pipe: Pipe, key: PrivateKey) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    for listener in listeners:
+    peer_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    for listener in listeners + peer_listeners:
         tune(listener.socket)
-    pipe.send(listeners[0].socket.getsockname()[1])
+    pipe.send((listeners[0].socket.getsockname()[1], peer_listeners[0].socket.getsockname()[1]))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(trio.serve_listeners, functools.partial(_handle, key), listeners))
+        nursery.start_soon(functools.partial(trio.serve_listeners, functools.partial(_handle_peer, key),
+                                             peer_listeners))
         # The parent closes the pipe (or dies): either way recv returns or raises EOFError.
         try:
             await trio.to_thread.run_sync(pipe.recv, abandon_on_cancel=True)

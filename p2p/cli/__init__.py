@@ -12,7 +12,7 @@ from types import ModuleType
 from p2p.cli._args import ArgumentParser, BadArgument, CommandFailed, add_verbosity_argument
 
 # Order of the sub-commands in ``p2p --help``.
-COMMANDS = ("node", "bootnode", "chat", "testnet", "keygen", "nodedb", "bench")
+COMMANDS = ("node", "bootnode", "chat", "testnet", "simulate", "crawl", "nodeset", "keygen", "nodedb", "dns", "bench")
 
 
 def import_optional(name: str) -> ModuleType | None:

@@ -13,10 +13,12 @@ import re
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from p2p.crypto import PrivateKey, load_node_key
 from p2p.enode import ENR, EnodeURLError, ENRError, Node
+from p2p.server_config import ServerConfig
 
 MAX_PORT = 65535  # TCP and UDP ports are 16 bits
 # go-ethereum's --verbosity levels: 0 silent, 1 error, 2 warn, 3 info, 4 debug, 5 trace.
@@ -308,7 +310,7 @@ def add_node_arguments(p: argparse.ArgumentParser, *, default_addr: str) -> None
     p.add_argument("--staticnodes", default="", metavar="URL,...", help="enode URLs to stay connected to")
     p.add_argument("--trustednodes", default="", metavar="URL,...", help="enode URLs admitted above --maxpeers")
     p.add_argument("--maxpeers", type=count(0), default=50, metavar="N", help="maximum number of peers")
-    p.add_argument("--nodiscover", action="store_true", help="do not run discovery (no UDP, no dialing of found nodes)")
+    p.add_argument("--nodiscover", action="store_true", help="do not run discovery (no UDP, no dialing of found nodes; p2p node still dials --dns trees)")
     p.add_argument("--nodedb", metavar="PATH",
                    help="node database directory, new or empty the first time (default: in memory)")
     p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics on this address")
@@ -320,30 +322,38 @@ def add_node_arguments(p: argparse.ArgumentParser, *, default_addr: str) -> None
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
 
-def server_options(args: argparse.Namespace, key: PrivateKey) -> dict[str, Any]:
-    """``open_server`` keyword arguments from the node flags, every value checked first: a
-    value that cannot work raises :class:`BadArgument`, a busy port or database
-    :class:`CommandFailed`, before anything starts."""
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """What ``open_server`` is given for the node flags."""
+
+    private_key: PrivateKey
+    listen: tuple[str, int]
+    config: ServerConfig
+
+
+def server_options(args: argparse.Namespace, key: PrivateKey) -> ServerOptions:
+    """``open_server``'s arguments from the node flags, every value checked first: a value that
+    cannot work raises :class:`BadArgument`, a busy port or database :class:`CommandFailed`,
+    before anything starts."""
     listen = listen_address(args)
     metrics = parse_hostport(args.metrics, flag="--metrics") if args.metrics else None
-    options: dict[str, Any] = {
-        "private_key": key, "listen": listen,
-        "bootnodes": parse_enode_list(args.bootnodes, "bootnode"),
-        "static_nodes": parse_enode_list(args.staticnodes, "static node"),
-        "trusted_nodes": parse_enode_list(args.trustednodes, "trusted node"),
-        "max_peers": args.maxpeers, "discovery": not args.nodiscover, "node_db_path": args.nodedb,
-        "nat": args.nat, "netrestrict": args.netrestrict, "metrics_addr": metrics,
-    }
+    discovery_config = None
     if args.v5:
         from p2p.discover import DiscoveryConfig
 
-        options["discovery_config"] = DiscoveryConfig(v5=True)
+        discovery_config = DiscoveryConfig(v5=True)
+    config = ServerConfig(
+        bootnodes=parse_enode_list(args.bootnodes, "bootnode"),
+        static_nodes=parse_enode_list(args.staticnodes, "static node"),
+        trusted_nodes=parse_enode_list(args.trustednodes, "trusted node"),
+        max_peers=args.maxpeers, discovery=not args.nodiscover, discovery_config=discovery_config,
+        node_db_path=args.nodedb, nat=args.nat, netrestrict=args.netrestrict, metrics_addr=metrics)
     check_listen("--addr" if args.port is None else "--port", listen, udp=not args.nodiscover)
     if metrics is not None:
         check_listen("--metrics", metrics, udp=False)
     if args.nodedb:
         check_nodedb(args.nodedb)
-    return options
+    return ServerOptions(key, listen, config)
 
 
 def stderr_line(text: str) -> None:

@@ -84,6 +84,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def describe_error(exc: BaseException) -> tuple[int, str] | None:
     """The exit status and message for an error that is the user's or the machine's, not a
     bug; None for anything else (it keeps its traceback)."""
+    from p2p.dnsdisc import DNSDiscError, URLError
     from p2p.enode.nodedb import NodeDBError, NodeDBForeign
 
     if isinstance(exc, BadArgument):
@@ -94,6 +95,10 @@ def describe_error(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_USAGE, str(exc)
     if isinstance(exc, NodeDBError):
         return EXIT_FAILED, f"node database: {exc}"
+    if isinstance(exc, URLError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, DNSDiscError):  # a tree that is missing, unsigned or unreachable
+        return EXIT_FAILED, f"DNS discovery: {exc}"
     if isinstance(exc, OSError):
         if exc.errno == errno.EADDRINUSE:
             return EXIT_FAILED, f"cannot listen: address already in use ({exc.strerror})"
@@ -115,11 +120,12 @@ def report(command: str, exc: BaseException) -> int:
     return status
 
 
-def run_command(command: str, main: Main) -> int:
+def run_command(command: str, main: Main, *, clock: trio.abc.Clock | None = None) -> int:
     """Run ``main(stop)`` under trio until it returns or a signal stops it; its status (0 for
-    None or a stop), or the status of its error printed as one line."""
+    None or a stop), or the status of its error printed as one line. ``clock`` replaces trio's
+    (the simulator's virtual one)."""
     try:
-        return trio.run(_supervised, main, Stop())
+        return trio.run(_supervised, main, Stop(), clock=clock)
     except BaseException as exc:  # noqa: BLE001  sorted out by report(): bugs are re-raised
         if isinstance(exc, SystemExit):
             raise

@@ -16,7 +16,7 @@ from p2p.cli import import_optional
 from p2p.cli._args import count, subcommand
 
 # Order in which ``p2p bench`` with no names runs them.
-BENCHMARKS = ("nodedb", "discovery", "rlpx", "peers", "compare")
+BENCHMARKS = ("nodedb", "discovery", "rlpx", "peers", "crawl", "dns", "compare")
 
 
 def _available() -> list[str]:

@@ -60,14 +60,17 @@ def _url(node: Node) -> str:
 
 async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, int], boots: list[Node],
                  stop: Stop) -> None:
-    from contextlib import ExitStack
+    from contextlib import AsyncExitStack
 
     from p2p.dial import parse_netrestrict
     from p2p.discover import DiscoveryConfig, NodeAdded, open_discovery
+    from p2p.enode.expiry import expiring
     from p2p.enode.nodedb import NodeDB
 
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         db = stack.enter_context(NodeDB.open(args.nodedb)) if args.nodedb else None
+        if db is not None:
+            await stack.enter_async_context(expiring(db))  # we opened it: we run its expiry
         config = DiscoveryConfig(netrestrict=parse_netrestrict(args.netrestrict), v5=args.v5)
         async with open_discovery(key, listen, bootnodes=boots, nodedb=db, config=config,
                                   advertised_ip=parse_nat(args.nat)) as disc:
@@ -82,9 +85,10 @@ async def _serve(args: argparse.Namespace, key: PrivateKey, listen: tuple[str, i
                 async for ev in events:
                     name = "node_added" if isinstance(ev, NodeAdded) else "node_removed"
                     if args.json:
-                        emit(name, id=ev.node.id.hex(), enode=_url(ev.node), table=len(disc.table))
+                        emit(name, id=ev.node.id.hex(), enode=_url(ev.node), table=len(disc.table), via=ev.via)
                     else:
-                        print(f"{name} {ev.node.id.short()} {_url(ev.node)} (table {len(disc.table)})", flush=True)
+                        print(f"{name} {ev.node.id.short()} {_url(ev.node)} via {ev.via} (table {len(disc.table)})",
+                              flush=True)
     if args.json:
         emit("stopped")
 

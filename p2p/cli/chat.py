@@ -23,8 +23,8 @@ from typing import Any
 
 import trio
 
-from p2p import PeerAdded, PeerInfo, PeerRemoved, PrivateKey, Server, open_server
-from p2p.cli._args import add_node_arguments, load_key, server_options, subcommand
+from p2p import PeerAdded, PeerInfo, PeerRemoved, PrivateKey, Server, Signer, open_server
+from p2p.cli._args import ServerOptions, add_node_arguments, load_key, server_options, subcommand
 from p2p.cli._chatui import ChatPrompt
 from p2p.cli._run import Stop, run_command
 from p2p.cli._writer import OUTPUT_QUEUE, OutputWriter, open_output, queue_size
@@ -173,9 +173,9 @@ async def _read_lines(send: trio.MemorySendChannel[str]) -> None:
             pending = pending[-MAX_LINE_BYTES:]  # an endless line is cut, never buffered whole
 
 
-async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, Any], stop: Stop) -> None:
+async def _main(args: argparse.Namespace, key: PrivateKey, options: ServerOptions, stop: Stop) -> None:
     printer = _Printer(args.json)
-    chat = ChatService(key, args.nick, emit=printer.event)
+    chat = ChatService(Signer(key), args.nick, emit=printer.event)
     printer.chat = chat
     # A prompt only for a person at a terminal; a pipe (scripts, --json) reads lines as they come.
     prompt = None
@@ -186,9 +186,9 @@ async def _main(args: argparse.Namespace, key: PrivateKey, options: dict[str, An
         await _serve(args, options, printer, chat, prompt, stop)
 
 
-async def _serve(args: argparse.Namespace, options: dict[str, Any], printer: _Printer, chat: ChatService,
+async def _serve(args: argparse.Namespace, options: ServerOptions, printer: _Printer, chat: ChatService,
                  prompt: ChatPrompt | None, stop: Stop) -> None:
-    async with open_server(**options, protocols=[chat.protocol]) as server:
+    async with open_server(options.private_key, options.listen, [chat.protocol], options.config) as server:
         server.metrics.watch_output(printer.output)
         if args.json:
             # The same fields as ``p2p node --json``, plus the nick.

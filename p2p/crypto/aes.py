@@ -25,13 +25,11 @@ try:
         return Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
 
     class _EcbBlock:
-        __slots__ = ("_enc",)
+        __slots__ = ("encrypt_block",)
 
         def __init__(self, key: bytes) -> None:
-            self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-
-        def encrypt_block(self, block: bytes, /) -> bytes:
-            return self._enc.update(block)
+            # The cipher's own method, not a Python wrapper: RLPx calls it twice per frame.
+            self.encrypt_block = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update
 
     def aes_ecb(key: bytes) -> BlockCipher:
         return _EcbBlock(key)

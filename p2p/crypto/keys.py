@@ -96,15 +96,18 @@ class PublicKey:
 class PrivateKey:
     """A secp256k1 private key."""
 
-    __slots__ = ("_key", "_public")
+    __slots__ = ("_secret", "_public")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) != 32:
             raise InvalidKey(f"private key must be 32 bytes, got {len(secret)}")
         if not 0 < int.from_bytes(secret, "big") < SECP256K1_N:
             raise InvalidKey("private key is out of the curve's range")
-        self._key = coincurve.PrivateKey(secret)
-        self._public = PublicKey._from_point(self._key.public_key)
+        self._secret = bytes(secret)
+        # Only the ECDSA public key: coincurve.PrivateKey would also derive the x-only (Schnorr)
+        # key, a second scalar multiplication that nothing here uses. RLPx makes two keys per
+        # handshake side (its ephemeral key and ECIES's), so that was ~10 % of a handshake.
+        self._public = PublicKey._from_point(coincurve.PublicKey.from_valid_secret(self._secret, _CONTEXT))
 
     @classmethod
     def generate(cls, rng: random.Random | None = None) -> "PrivateKey":
@@ -127,7 +130,7 @@ class PrivateKey:
 
     @property
     def secret(self) -> bytes:
-        return self._key.secret
+        return self._secret
 
     @property
     def public_key(self) -> PublicKey:
@@ -140,7 +143,14 @@ class PrivateKey:
         """A 65-byte recoverable signature ``r || s || v`` (v in {0, 1}) over a 32-byte hash."""
         if len(msg_hash) != 32:
             raise ValueError("sign takes a 32-byte hash")
-        return self._key.sign_recoverable(msg_hash, hasher=None)
+        sig = _ffi.new("secp256k1_ecdsa_recoverable_signature *")
+        # Default nonce function (RFC 6979), as coincurve's sign_recoverable.
+        if not _lib.secp256k1_ecdsa_sign_recoverable(_CONTEXT.ctx, sig, msg_hash, self._secret, _ffi.NULL, _ffi.NULL):
+            raise ValueError("signing failed")  # only for an invalid key, which __init__ refuses
+        out = _ffi.new("unsigned char[64]")
+        recid = _ffi.new("int *")
+        _lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(_CONTEXT.ctx, out, recid, sig)
+        return bytes(_ffi.buffer(out, 64)) + bytes((recid[0],))
 
     def sign_compact(self, msg_hash: bytes) -> bytes:
         """A 64-byte ``r || s`` signature (low s, RFC 6979), as ENR records carry."""
@@ -148,7 +158,7 @@ class PrivateKey:
 
     def ecdh(self, public: PublicKey) -> bytes:
         """The x coordinate of ``secret * public``, as devp2p's ECIES and RLPx use it."""
-        shared = public._point.multiply(self.secret)
+        shared = public._point.multiply(self._secret)
         return shared.format(compressed=False)[1:33]
 
     def __eq__(self, other: object) -> bool:

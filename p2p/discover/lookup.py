@@ -1,4 +1,8 @@
-"""The iterative Kademlia lookup, sans-IO.
+"""Lookups and node iterators, shared by both discovery protocols.
+
+:class:`Lookup` is the iterative Kademlia lookup, sans-IO; :func:`run_lookup` drives it with
+a protocol's query (v4: FindNode by target key, v5: FINDNODE by distances);
+:func:`random_nodes` feeds a dialer from the table and random lookups.
 
 The service asks :meth:`Lookup.next_queries` which nodes to query (at most ``alpha`` at a
 time, closest unasked first), reports each answer with :meth:`Lookup.on_reply` or
@@ -11,13 +15,39 @@ local table is at depth 1, a node learnt from a depth-d node at depth d + 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+import trio
+
+from p2p.discover.table import Table
 from p2p.enode import Node
 
 ALPHA = 3  # Kademlia concurrency factor, as go-ethereum
 LOOKUP_RESULTS = 16  # nodes a lookup returns: a bucket's worth, as go-ethereum
+# Lookups running at once in one process (every node of one trio run shares the limit). A lone
+# node never comes near it; in a one-process testnet, unbounded lookups would saturate the
+# event loop until replies miss their 500 ms deadline and the retries make it worse.
+LOOKUPS_PER_PROCESS = 16
+RECENT_RANDOM_NODES = 1024  # random_nodes() remembers at most this many yielded nodes
+RECENT_RANDOM_WINDOW = 30.0  # ... and offers one again after this long (the dial history's 30 s)
+RANDOM_NODES_MAX_BACKOFF = 30.0  # pause of random_nodes() when lookups find nothing new
+REFRESH_WAIT = 1.0  # random_nodes() re-reads the table this often while a refresh runs
+
+Query = Callable[[Node], Awaitable["list[Node] | None"]]  # a node's answer, None when it failed
+
+_SHARED_LOOKUP_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("discovery_lookups")
+
+
+def shared_lookup_limiter() -> trio.CapacityLimiter:
+    """The lookup limiter of the current trio run (made on first use)."""
+    try:
+        return _SHARED_LOOKUP_LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(LOOKUPS_PER_PROCESS)
+        _SHARED_LOOKUP_LIMITER.set(limiter)
+        return limiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,4 +142,64 @@ class Lookup:
         return [n for _, n in self._closest]
 
 
-__all__ = ["ALPHA", "LOOKUP_RESULTS", "Lookup", "LookupResult"]
+async def run_lookup(lk: Lookup, query: Query) -> None:
+    """Drive ``lk`` to the end, ``lk.alpha`` queries at a time."""
+    send, recv = trio.open_memory_channel[tuple[Node, "list[Node] | None"]](lk.alpha + 1)
+
+    async def one(node: Node) -> None:
+        await send.send((node, await query(node)))
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            for node in lk.next_queries():
+                nursery.start_soon(one, node)
+            if lk.finished:
+                break
+            node, found = await recv.receive()
+            if found is None:
+                lk.on_failure(node)
+            else:
+                lk.on_reply(node, found)
+
+
+async def random_nodes(table: Table, lookup: Callable[[], Awaitable[list[Node]]], *, ready: trio.Event,
+                       refreshing: Callable[[], "trio.Event | None"], min_pause: float) -> AsyncIterator[Node]:
+    """Nodes for a dialer, endlessly: the table's entries not yielded lately (the table
+    keeps growing from refreshes and revalidation), and a random ``lookup()`` only when the
+    table has nothing new, so that a dialer in a fresh network mostly reads the table
+    instead of adding lookups of its own. A node is offered again once
+    ``RECENT_RANDOM_WINDOW`` has passed (its dial may have failed only because it was
+    busy then); when nothing is new the pause between lookups doubles from ``min_pause`` up
+    to 30 s. Nothing is offered before ``ready`` is set (the first self lookup is over)."""
+    await ready.wait()
+    recent: OrderedDict[bytes, float] = OrderedDict()  # id -> when yielded, oldest first
+    pause = min_pause
+    while True:
+        now = trio.current_time()
+        while recent and (len(recent) > RECENT_RANDOM_NODES
+                          or next(iter(recent.values())) <= now - RECENT_RANDOM_WINDOW):
+            recent.popitem(last=False)
+        fresh = [n for n in table.random_nodes(len(table)) if n.id not in recent]
+        running = refreshing()
+        if not fresh and running is not None:
+            # A refresh is filling the table: look at the table again in a moment rather
+            # than add a lookup of our own.
+            with trio.move_on_after(REFRESH_WAIT):
+                await running.wait()
+            continue
+        if not fresh:
+            fresh = [n for n in await lookup() if n.id not in recent]
+        if not fresh:
+            await trio.sleep(pause)
+            pause = min(pause * 2, RANDOM_NODES_MAX_BACKOFF)
+            continue
+        pause = min_pause
+        for node in fresh:
+            if node.id in recent:
+                continue
+            recent[node.id] = trio.current_time()
+            yield node
+
+
+__all__ = ["ALPHA", "LOOKUPS_PER_PROCESS", "LOOKUP_RESULTS", "Lookup", "LookupResult", "Query", "random_nodes",
+           "run_lookup", "shared_lookup_limiter"]

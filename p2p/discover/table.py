@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -59,17 +59,33 @@ class TableConfig:
     ip_limit_exempt: Callable[[IPAddress], bool] = is_lan
 
 
+V4 = "v4"
+V5 = "v5"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeAdded:
     node: Node
+    via: str = V4  # the discovery protocol that found it: "v4" or "v5"
 
 
 @dataclass(frozen=True, slots=True)
 class NodeRemoved:
     node: Node
+    via: str = V4  # the protocol that had found it
 
 
 TableEvent = Union[NodeAdded, NodeRemoved]
+
+
+_PROTOCOL_SETS: dict[frozenset[str], frozenset[str]] = {}  # one object per distinct set
+
+
+def protocol_set(protocols: Iterable[str]) -> frozenset[str]:
+    """The shared frozenset of ``protocols``: every entry of every table in the process points
+    to one of a few such objects (a set of its own cost each entry ~200 bytes)."""
+    key = frozenset(protocols)
+    return _PROTOCOL_SETS.setdefault(key, key)
 
 
 @dataclass(slots=True, eq=False)
@@ -77,10 +93,19 @@ class Entry:
     node: Node
     added_at: float
     live_checks: int = 0  # times it answered us; 0 = only heard of (go-ethereum's livenessChecks)
+    via: str = V4  # the protocol it was found through
+    # every protocol it was learned or verified through: revalidation pings it over these
+    # (shared and immutable: replace it, through protocol_set, to change it)
+    protocols: frozenset[str] = frozenset()
     key: int = field(init=False)  # the ID as an integer, for XOR sorting without conversions
 
     def __post_init__(self) -> None:
         self.key = int.from_bytes(self.node.id, "big")
+        self.add_protocol(self.via)
+
+    def add_protocol(self, via: str) -> None:
+        if via not in self.protocols:
+            self.protocols = protocol_set(self.protocols | {via})
 
 
 class _SubnetCounter:
@@ -123,6 +148,7 @@ class Bucket:
     ips: _SubnetCounter
     entries: list[Entry] = field(default_factory=list)  # most recently proven live first
     replacements: list[Node] = field(default_factory=list)  # most recently seen first
+    replacement_via: dict[bytes, str] = field(default_factory=dict)  # id -> protocol it was found through
 
     def find(self, node_id: bytes) -> int:
         for i, e in enumerate(self.entries):
@@ -176,6 +202,10 @@ class Table:
     def nodes(self) -> list[Node]:
         return [e.node for b in self.buckets for e in b.entries]
 
+    def members(self) -> list[tuple[Node, str]]:
+        """Every entry with the protocol it was found through."""
+        return [(e.node, e.via) for b in self.buckets for e in b.entries]
+
     def get(self, node_id: bytes) -> Node | None:
         entry = self._by_id.get(node_id)
         return entry.node if entry is not None else None
@@ -210,21 +240,27 @@ class Table:
         events, self._events = self._events, []
         return events
 
-    def add_seen(self, node: Node) -> bool:
-        """A node heard of (e.g. in a Neighbors reply) but not checked: it goes to the back
-        of its bucket, or to the replacement list when the bucket is full. True if added."""
-        if node.id == self.local_id or node.id in self._by_id:
+    def add_seen(self, node: Node, via: str = V4) -> bool:
+        """A node heard of through protocol ``via`` (e.g. in a Neighbors reply) but not
+        checked: it goes to the back of its bucket, or to the replacement list when the
+        bucket is full. True if added."""
+        if node.id == self.local_id:
+            return False
+        entry = self._by_id.get(node.id)
+        if entry is not None:
+            entry.add_protocol(via)
             return False
         b = self.bucket_of(node.id)
         if len(b.entries) >= self.config.bucket_size:
-            self._add_replacement(b, node)
+            self._add_replacement(b, node, via)
             return False
-        return self._insert(b, node, front=False, live=False)
+        return self._insert(b, node, front=False, live=False, via=via)
 
-    def add_verified(self, node: Node) -> bool:
-        """A node that proved live (answered our ping or findnode): it moves to the front of
-        its bucket, with an updated endpoint when that passes the IP limits, or enters at the
-        front, or becomes a replacement if the bucket is full. True if newly added."""
+    def add_verified(self, node: Node, via: str = V4) -> bool:
+        """A node that proved live over protocol ``via`` (answered our ping or findnode): it
+        moves to the front of its bucket, with an updated endpoint when that passes the IP
+        limits, or enters at the front, or becomes a replacement if the bucket is full. True
+        if newly added."""
         if node.id == self.local_id:
             return False
         b = self.bucket_of(node.id)
@@ -232,13 +268,19 @@ class Table:
         if entry is not None:
             self._update_endpoint(b, entry, node)
             entry.live_checks += 1
+            entry.add_protocol(via)
             b.entries.remove(entry)
             b.entries.insert(0, entry)
             return False
         if len(b.entries) >= self.config.bucket_size:
-            self._add_replacement(b, node)
+            self._add_replacement(b, node, via)
             return False
-        return self._insert(b, node, front=True, live=True)
+        return self._insert(b, node, front=True, live=True, via=via)
+
+    def protocols(self, node_id: bytes) -> frozenset[str]:
+        """The protocols an entry was learned or verified through (empty when absent)."""
+        entry = self._by_id.get(node_id)
+        return entry.protocols if entry is not None else frozenset()
 
     def update_node(self, node: Node) -> bool:
         """Replace the record (new ENR or endpoint) of an entry, keeping its place."""
@@ -257,6 +299,19 @@ class Table:
         self._delete(b, entry)
         self._promote_replacement(b)
         return entry.node
+
+    def remove_protocol(self, node_id: bytes, via: str) -> Node | None:
+        """Protocol ``via`` failed an entry (e.g. too many failed findnode requests over it):
+        the entry stops being used over ``via``, and is dropped (as :meth:`remove`) only when
+        it is known through no other protocol. The dropped node, if it was."""
+        entry = self._by_id.get(node_id)
+        if entry is None:
+            return None
+        rest = entry.protocols - {via}
+        if rest:
+            entry.protocols = protocol_set(rest)
+            return None
+        return self.remove(node_id)
 
     def node_to_revalidate(self) -> Node | None:
         """The least recently proven entry of a random non-empty bucket."""
@@ -282,48 +337,53 @@ class Table:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _insert(self, b: Bucket, node: Node, *, front: bool, live: bool) -> bool:
+    def _insert(self, b: Bucket, node: Node, *, front: bool, live: bool, via: str) -> bool:
         r = b.find_replacement(node.id)
         if r >= 0:
             old = b.replacements.pop(r)
+            b.replacement_via.pop(old.id, None)
             self._release_ip(b, old.ip)
         if not self._take_ip(b, node.ip):
             return False
-        entry = Entry(node, self._clock(), 1 if live else 0)
+        entry = Entry(node, self._clock(), 1 if live else 0, via)
         if front:
             b.entries.insert(0, entry)
         else:
             b.entries.append(entry)
         self._by_id[node.id] = entry
-        self._events.append(NodeAdded(node))
+        self._events.append(NodeAdded(node, via))
         return True
 
     def _delete(self, b: Bucket, entry: Entry) -> None:
         b.entries.remove(entry)
         del self._by_id[entry.node.id]
         self._release_ip(b, entry.node.ip)
-        self._events.append(NodeRemoved(entry.node))
+        self._events.append(NodeRemoved(entry.node, entry.via))
 
     def _promote_replacement(self, b: Bucket) -> None:
         if not b.replacements or len(b.entries) >= self.config.bucket_size:
             return
         node = b.replacements.pop(self._rng.randrange(len(b.replacements)))
+        via = b.replacement_via.pop(node.id, V4)
         # Its IP is already counted (replacements count towards the limits).
-        entry = Entry(node, self._clock(), 0)
+        entry = Entry(node, self._clock(), 0, via)
         b.entries.append(entry)
         self._by_id[node.id] = entry
-        self._events.append(NodeAdded(node))
+        self._events.append(NodeAdded(node, via))
 
-    def _add_replacement(self, b: Bucket, node: Node) -> None:
+    def _add_replacement(self, b: Bucket, node: Node, via: str) -> None:
         r = b.find_replacement(node.id)
         if r >= 0:
             old = b.replacements.pop(r)
+            b.replacement_via.pop(old.id, None)
             self._release_ip(b, old.ip)
         if not self._take_ip(b, node.ip):
             return
         b.replacements.insert(0, node)
+        b.replacement_via[node.id] = via
         if len(b.replacements) > self.config.max_replacements:
             dropped = b.replacements.pop()
+            b.replacement_via.pop(dropped.id, None)
             self._release_ip(b, dropped.ip)
 
     def _update_endpoint(self, b: Bucket, entry: Entry, node: Node) -> bool:
@@ -362,6 +422,8 @@ __all__ = [
     "Table",
     "TableConfig",
     "TableEvent",
+    "V4",
+    "V5",
     "bucket_index",
     "is_lan",
     "no_exemption",

@@ -1,9 +1,11 @@
 """The discovery v5 engine: the wire codec (:mod:`p2p.discover.v5wire`) driven over a
 datagram transport, with request/response matching, the Kademlia table and lookups.
 
-One task reads the transport and handles each datagram inline (as the v4 service does):
-requests are answered from that task, replies wake the task waiting for them, undecryptable
-packets get their WHOAREYOU and WHOAREYOUs their handshake. Only TALKREQ handlers, which are
+One task reads the transport and handles each datagram inline (as the v4 service does; on a
+shared socket that task is the v4 reader, see :meth:`V5Protocol.handle_datagram_nowait`):
+requests are answered from that task with non-blocking sends (a full send buffer drops the
+answer, counted), replies wake the task waiting for them, undecryptable packets get their
+WHOAREYOU and WHOAREYOUs their handshake. Only TALKREQ handlers, which are
 the application's code, run in background tasks, at most ``max_talk_tasks`` at once.
 
 A request to a node with which we have no session goes out as a random packet; the node
@@ -33,15 +35,17 @@ import trio
 
 from p2p.crypto import PrivateKey, PublicKey
 from p2p.discover.errors import DiscoveryError, RequestTimeout
-from p2p.discover.lookup import ALPHA, LOOKUP_RESULTS, Lookup
-from p2p.discover.service import relay_allowed
-from p2p.discover.table import Table, TableConfig, no_exemption
-from p2p.discover.transport import Address, DatagramTransport
+from p2p.discover.lookup import ALPHA, LOOKUP_RESULTS, Lookup, LookupResult, run_lookup
+from p2p.discover.netutil import relay_allowed
+from p2p.discover.reply import PendingFull, PendingReplies, Tally
+from p2p.discover.table import V5, Table, TableConfig, no_exemption
+from p2p.discover.transport import Address, DatagramTransport, receive_each
 from p2p.discover.v5wire import (
     Codec,
     FindNode,
     HandshakeCompleted,
     Message,
+    MessageReceived,
     Nodes,
     Ping,
     Pong,
@@ -55,6 +59,7 @@ from p2p.discover.v5wire.codec import MAX_CHALLENGES, SESSION_CACHE_SIZE
 from p2p.discover.v5wire.messages import MAX_DISTANCE, encode_message, nodes_message_size
 from p2p.discover.v5wire.packet import MAX_PACKET_SIZE, MESSAGE_AUTHDATA_SIZE, STATIC_PACKET_SIZE
 from p2p.enode import ENR, MAX_ENR_SIZE, ENRError, IPAddress, Node, NodeID, log_distance
+from p2p.enode.identity import V4_IDENTITY, IdentityScheme
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +87,7 @@ MAX_REQUEST_SIZE: Final = MAX_MESSAGE_SIZE - HANDSHAKE_EXTRA
 
 TalkHandler = Callable[[NodeID, Address, bytes], Awaitable[bytes]]
 LocalRecord = Union[ENR, Callable[[], ENR]]
+Contact = Callable[[Node, bool], None]  # (node that answered a request of ours, was it a PING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,7 @@ class V5Config:
     table: TableConfig = field(default_factory=TableConfig)
     rng: random.Random | None = None  # None: a SystemRandom
     clock: Callable[[], float] | None = None  # None: trio.current_time
+    identity: IdentityScheme = V4_IDENTITY  # the simulator's null scheme, or the real one
 
 
 @functools.lru_cache(maxsize=4096)
@@ -172,7 +179,6 @@ class _Call:
     node: Node
     addr: Address
     message: Message
-    event: trio.Event = field(default_factory=trio.Event)
     replies: list[Message] = field(default_factory=list)
     nodes_packets: int = 0
     done: bool = False
@@ -204,8 +210,11 @@ def pack_nodes(req_id: bytes, records: Sequence[bytes], limit: int = MAX_MESSAGE
     return [Nodes(req_id, len(batches), tuple(b)) for b in batches]
 
 
+_KINDS: Final[dict[type, str]] = {t: t.__name__.lower() for t in (Ping, Pong, FindNode, Nodes, TalkReq, TalkResp)}
+
+
 def _kind(message: Message) -> str:
-    return type(message).__name__.lower()
+    return _KINDS[type(message)]
 
 
 class V5Protocol:
@@ -213,7 +222,7 @@ class V5Protocol:
 
     def __init__(self, transport: DatagramTransport, key: PrivateKey, local_record: LocalRecord, table: Table,
                  *, config: V5Config, nursery: trio.Nursery, bootnodes: Sequence[ENR],
-                 on_table_change: Callable[[], None] | None) -> None:
+                 on_table_change: Callable[[], None] | None, on_contact: Contact | None = None) -> None:
         self._transport = transport
         self._key = key
         self._record_fn: Callable[[], ENR] = local_record if callable(local_record) else (lambda: local_record)
@@ -224,7 +233,7 @@ class V5Protocol:
         self.table = table
         self._clock = config.clock or trio.current_time
         self._rng = config.rng if config.rng is not None else random.SystemRandom()
-        self._codec = Codec(key, self._record_fn(), rng=self._rng, clock=self._clock,
+        self._codec = Codec(key, self._record_fn(), rng=self._rng, clock=self._clock, identity=config.identity,
                             session_cache_size=config.session_cache_size, max_challenges=config.max_challenges)
         self.stats = V5Stats(table, self._codec)
         self._limiter = _RateLimiter(config.packet_rate, config.packet_burst, config.rate_limit_ips, self._clock,
@@ -232,7 +241,8 @@ class V5Protocol:
         self._nursery = nursery
         self._on_table_change = on_table_change
         self.bootnodes = tuple(bootnodes)
-        self._pending: dict[tuple[NodeID, bytes], _Call] = {}
+        self._on_contact = on_contact
+        self._pending: PendingReplies[tuple[NodeID, bytes], Message] = PendingReplies(config.max_pending)
         self._handshakes: dict[tuple[NodeID, Address], trio.Event] = {}
         self._talk: dict[bytes, TalkHandler] = {}
         self._talk_tasks = 0
@@ -267,9 +277,14 @@ class V5Protocol:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _send_datagram(self, data: bytes, addr: Address, kind: str) -> None:
+    def _send_datagram(self, data: bytes, addr: Address, kind: str) -> None:
+        # Never waits: replies go out from the receive path, which must not stall behind one
+        # slow destination; a full send buffer drops the datagram as the kernel would.
         try:
-            await self._transport.send(data, addr)
+            self._transport.send_nowait(data, addr)
+        except BlockingIOError:
+            self.stats.drops["v5_send_buffer_full"] += 1
+            return
         except (OSError, trio.ClosedResourceError) as exc:
             self.stats.drops["v5_send_error"] += 1
             logger.debug("v5 send %s to %s failed: %s", kind, addr, exc)
@@ -277,25 +292,24 @@ class V5Protocol:
         self.stats.packets_out[kind] += 1
         self.stats.bytes_out += len(data)
 
-    async def _send(self, node_id: NodeID, addr: Address, message: Message) -> None:
+    def _send(self, node_id: NodeID, addr: Address, message: Message) -> None:
         self._current_record()
+        self._send_now(node_id, addr, message)
+
+    def _send_now(self, node_id: NodeID, addr: Address, message: Message) -> None:
+        """Send with the record that ``handle_datagram_nowait`` read for this datagram."""
         encoded = self._codec.encode(node_id, addr, message)
-        await self._send_datagram(encoded.data, addr, _kind(message))
+        self._send_datagram(encoded.data, addr, _KINDS[type(message)])
 
     # -- receiving -----------------------------------------------------------------------
 
     async def _receive_loop(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            try:
-                data, addr = await self._transport.receive()
-            except (trio.ClosedResourceError, trio.EndOfChannel):
-                return
-            except OSError as exc:
-                self.stats.drops["v5_socket_error"] += 1
-                logger.debug("v5 receive error: %s", exc)
-                continue
-            await self.handle_datagram(data, addr)
+        await receive_each(self._transport, self.handle_datagram_nowait, self._socket_error)
+
+    def _socket_error(self, exc: OSError) -> None:
+        self.stats.drops["v5_socket_error"] += 1
+        logger.debug("v5 receive error: %s", exc)
 
     def _drop(self, reason: str, addr: Address, detail: object) -> None:
         self.stats.drops[reason] += 1
@@ -303,8 +317,15 @@ class V5Protocol:
             logger.debug("%s: v5 dropped from %s:%s (%s): %s", self.local_id.short(), addr[0], addr[1], reason, detail)
 
     async def handle_datagram(self, data: bytes, addr: Address) -> None:
-        """Handle one datagram from ``addr``: what the receive loop does with each, and the
-        entry point for a shared socket's reader that hands v5 packets over directly."""
+        """Handle one datagram from ``addr`` (:meth:`handle_datagram_nowait`), then let other
+        tasks run."""
+        self.handle_datagram_nowait(data, addr)
+        await trio.lowlevel.checkpoint()
+
+    def handle_datagram_nowait(self, data: bytes, addr: Address) -> None:
+        """Handle one datagram from ``addr`` without waiting: what the receive loop does with
+        each, and the entry point for a shared socket's reader that hands v5 packets over
+        inline. Replies are sent with ``send_nowait``; only TALKREQ handlers run as tasks."""
         self.stats.bytes_in += len(data)
         if not self._limiter.allow(addr[0]):
             self._drop("v5_rate_limited", addr, f"over {self.config.packet_rate}/s")
@@ -315,43 +336,49 @@ class V5Protocol:
         except V5DecodeError as exc:
             self._drop(exc.reason, addr, exc)
             return
-        if isinstance(event, Undecryptable):
+        if type(event) is MessageReceived:  # the common case first: a packet within a session
+            self._on_message(event.node_id, addr, event.message)
+        elif isinstance(event, Undecryptable):
             self.stats.packets_in["undecryptable"] += 1
-            await self._send_whoareyou(event)
+            self._send_whoareyou(event)
         elif isinstance(event, WhoareyouReceived):
             self.stats.packets_in["whoareyou"] += 1
-            await self._answer_whoareyou(event)
+            self._answer_whoareyou(event)
         elif isinstance(event, HandshakeCompleted):
             self.stats.packets_in["handshake"] += 1
             self._on_handshake(event)
-            await self._on_message(event.node_id, addr, event.message)
-        else:
-            await self._on_message(event.node_id, addr, event.message)
+            self._on_message(event.node_id, addr, event.message)
 
-    async def _send_whoareyou(self, event: Undecryptable) -> None:
+    def _send_whoareyou(self, event: Undecryptable) -> None:
         known = self.table.get(event.node_id)
         record = known.enr if known is not None else None
         encoded = self._codec.encode_whoareyou(event.node_id, event.addr, event.nonce, record)
-        await self._send_datagram(encoded.data, event.addr, "whoareyou")
+        self._send_datagram(encoded.data, event.addr, "whoareyou")
 
     def _remote_key(self, node_id: NodeID, addr: Address, message: Message) -> PublicKey | None:
-        call = self._pending.get((node_id, message.req_id))
-        if call is not None:
-            return call.node.pubkey
+        pending = self._pending.first((node_id, message.req_id))
+        if pending is not None:
+            return pending.node.pubkey
         known = self.table.get(node_id)
         if known is not None:
             return known.pubkey
         return None
 
-    async def _answer_whoareyou(self, event: WhoareyouReceived) -> None:
+    def _answer_whoareyou(self, event: WhoareyouReceived) -> None:
         key = self._remote_key(event.node_id, event.addr, event.message)
         if key is None:
             # a challenge to a response of ours whose requester we know no key of
             self._drop("v5_whoareyou_unknown_node", event.addr, event.node_id.short())
             return
         self._current_record()
-        encoded = self._codec.encode_handshake(event.node_id, event.addr, event.message, event.challenge, key)
-        await self._send_datagram(encoded.data, event.addr, "handshake")
+        try:
+            encoded = self._codec.encode_handshake(event.node_id, event.addr, event.message, event.challenge, key)
+        except ValueError:
+            # A response of ours (NODES packed to fill a session packet) challenged by its
+            # requester has no room for the handshake's extra fields; the requester asks again.
+            self._drop("v5_handshake_too_large", event.addr, _kind(event.message))
+            return
+        self._send_datagram(encoded.data, event.addr, "handshake")
 
     def _on_handshake(self, event: HandshakeCompleted) -> None:
         """A node that proved its key at ``addr`` enters the table if its record says it
@@ -361,29 +388,29 @@ class V5Protocol:
             self.stats.drops["v5_handshake_record_address"] += 1
             return
         node = Node.from_enr(record)
-        if self.table.add_seen(node) or self.table.update_node(node):
+        if self.table.add_seen(node, V5) or self.table.update_node(node):
             self._table_changed()
 
-    async def _on_message(self, node_id: NodeID, addr: Address, message: Message) -> None:
-        self.stats.packets_in[_kind(message)] += 1
+    def _on_message(self, node_id: NodeID, addr: Address, message: Message) -> None:
+        self.stats.packets_in[_KINDS[type(message)]] += 1
         if isinstance(message, Ping):
-            pong = Pong(message.req_id, self._current_record().seq, _ip(addr[0]), addr[1])
-            await self._send(node_id, addr, pong)
+            pong = Pong(message.req_id, self._codec.local_record.seq, _ip(addr[0]), addr[1])
+            self._send_now(node_id, addr, pong)
         elif isinstance(message, FindNode):
-            await self._on_findnode(node_id, addr, message)
+            self._on_findnode(node_id, addr, message)
         elif isinstance(message, TalkReq):
-            await self._on_talkreq(node_id, addr, message)
+            self._on_talkreq(node_id, addr, message)
         else:
             self._on_reply(node_id, addr, message)
 
-    async def _on_findnode(self, node_id: NodeID, addr: Address, req: FindNode) -> None:
+    def _on_findnode(self, node_id: NodeID, addr: Address, req: FindNode) -> None:
         distances = tuple(dict.fromkeys(req.distances))
         if len(distances) > self.config.max_findnode_distances:
             self._drop("v5_findnode_too_many_distances", addr, f"{len(distances)} distances")
             return
         records = self._records_at(distances, _ip(addr[0]))
         for nodes in pack_nodes(req.req_id, records):
-            await self._send(node_id, addr, nodes)
+            self._send(node_id, addr, nodes)
 
     def _records_at(self, distances: Iterable[int], requester: IPAddress) -> list[bytes]:
         limit = self.config.findnode_result_limit
@@ -393,18 +420,19 @@ class V5Protocol:
                 out.append(self._current_record().to_rlp())
                 continue
             for n in self.table.nodes():
-                if n.enr is not None and log_distance(self.local_id, n.id) == d and relay_allowed(requester, n.ip):
+                if n.enr is not None and log_distance(self.local_id, n.id) == d and relay_allowed(requester, n.ip) \
+                        and V5 in self.table.protocols(n.id):
                     out.append(n.enr.to_rlp())
                     if len(out) >= limit:
                         return out
         return out[:limit]
 
-    async def _on_talkreq(self, node_id: NodeID, addr: Address, req: TalkReq) -> None:
+    def _on_talkreq(self, node_id: NodeID, addr: Address, req: TalkReq) -> None:
         handler = self._talk.get(req.protocol)
         if handler is None:
             # discv5-wire.md: an unknown protocol gets an empty TALKRESP
             self.stats.drops["v5_talk_unknown_protocol"] += 1
-            await self._send(node_id, addr, TalkResp(req.req_id, b""))
+            self._send(node_id, addr, TalkResp(req.req_id, b""))
             return
         if self._talk_tasks >= self.config.max_talk_tasks:
             self._drop("v5_talk_busy", addr, f"{self._talk_tasks} handlers running")
@@ -429,15 +457,17 @@ class V5Protocol:
             if len(encode_message(resp)) > MAX_MESSAGE_SIZE:
                 self.stats.drops["v5_talk_response_too_big"] += 1
                 return
-            await self._send(node_id, addr, resp)
+            self._send(node_id, addr, resp)
         finally:
             self._talk_tasks -= 1
 
     def _on_reply(self, node_id: NodeID, addr: Address, message: Message) -> None:
-        call = self._pending.get((node_id, message.req_id))
-        if call is None or call.done:
+        key = (node_id, message.req_id)
+        pending = self._pending.first(key)
+        if pending is None:
             self._drop("v5_unsolicited_reply", addr, f"{_kind(message)} nobody asked for")
             return
+        call: _Call = pending.info
         if call.addr != addr:
             self._drop("v5_reply_wrong_address", addr, f"asked {call.addr}")
             return
@@ -445,6 +475,11 @@ class V5Protocol:
         if not isinstance(message, want):
             self._drop("v5_reply_wrong_kind", addr, f"{_kind(message)} to a {_kind(call.message)}")
             return
+        self._pending.deliver(key, message)
+
+    def _match(self, call: _Call, message: Message) -> tuple[bool, bool]:
+        """Collect a reply of the right kind from the right address (checked by ``_on_reply``);
+        complete at the reply, or at the last NODES packet of the total announced."""
         call.replies.append(message)
         if isinstance(message, Nodes):
             call.nodes_packets += 1
@@ -453,13 +488,13 @@ class V5Protocol:
                 self.stats.drops["v5_nodes_total_capped"] += 1
                 total = self.config.max_nodes_responses
             if call.nodes_packets < total:
-                return
+                return True, False
         call.done = True
-        call.event.set()
+        return True, True
 
     # -- requests ------------------------------------------------------------------------
 
-    async def _request(self, node: Node, make: Callable[[bytes], Message]) -> _Call:
+    async def _request(self, node: Node, make: Callable[[bytes], Message], tally: Tally | None = None) -> _Call:
         """Send the request ``make(req_id)`` to ``node`` and wait for its reply (all NODES
         packets for a FINDNODE) or the request timeout, handshake included."""
         addr = node.udp_address
@@ -471,30 +506,32 @@ class V5Protocol:
         if self._codec.session(node.id, addr) is None and peer in self._handshakes:
             self.stats.timeouts["handshake_wait"] += 1
             raise RequestTimeout(f"handshake with {node.id.short()} still under way")
-        if len(self._pending) >= self.config.max_pending:
-            self.stats.drops["v5_pending_full"] += 1
-            raise RequestTimeout(f"{self.config.max_pending} requests already waiting for replies")
         req_id = self._rng.randbytes(REQUEST_ID_SIZE)
         while (node.id, req_id) in self._pending:
             req_id = self._rng.randbytes(REQUEST_ID_SIZE)
         message = make(req_id)
         call = _Call(node, addr, message)
-        self._pending[(node.id, req_id)] = call
         opened: trio.Event | None = None
         if self._codec.session(node.id, addr) is None:
             opened = self._handshakes[peer] = trio.Event()
         try:
-            await self._send(node.id, addr, message)
-            with trio.move_on_at(deadline):
-                await call.event.wait()
+            try:
+                await self._pending.request((node.id, req_id), node, lambda m: self._match(call, m),
+                                            lambda: self._send(node.id, addr, message),
+                                            max(0.0, deadline - trio.current_time()), tally, call)
+            except PendingFull:
+                self.stats.drops["v5_pending_full"] += 1
+                raise
             if not call.done:
                 self.stats.timeouts[_kind(message)] += 1
-            elif node.enr is not None:
-                # an answer proves it live; without a record it could not be passed on
-                self.table.add_verified(node)
-                self._table_changed()
+            else:
+                if node.enr is not None:
+                    # an answer proves it live; without a record it could not be passed on
+                    self.table.add_verified(node, V5)
+                    self._table_changed()
+                if self._on_contact is not None:
+                    self._on_contact(node, isinstance(message, Ping))
         finally:
-            del self._pending[(node.id, req_id)]
             if opened is not None:
                 opened.set()
                 if self._handshakes.get(peer) is opened:
@@ -523,13 +560,14 @@ class V5Protocol:
         assert isinstance(resp, TalkResp)
         return resp.response
 
-    async def findnode_records(self, node: Node, distances: Sequence[int]) -> list[ENR]:
+    async def findnode_records(self, node: Node, distances: Sequence[int], *,
+                               tally: Tally | None = None) -> list[ENR]:
         """The verified records ``node`` sends for ``distances``: each at one of them from
         ``node``, none over 300 bytes, at most ``findnode_result_limit``, no duplicates.
         Partial answers count (NODES packets that came before the timeout); raises
         :class:`RequestTimeout` when none came."""
         asked = tuple(distances)
-        call = await self._request(node, lambda rid: FindNode(rid, asked))
+        call = await self._request(node, lambda rid: FindNode(rid, asked), tally)
         if not call.replies:
             raise RequestTimeout(f"no NODES from {node.id.short()}")
         addr = call.addr
@@ -546,7 +584,7 @@ class V5Protocol:
                     self._drop("v5_record_too_big", addr, f"{len(raw)} bytes")
                     continue
                 try:
-                    record = ENR.from_rlp(raw)
+                    record = self.config.identity.decode_record(raw)
                 except ENRError as exc:
                     self._drop("v5_bad_record", addr, exc)
                     continue
@@ -556,11 +594,11 @@ class V5Protocol:
                 records[record.node_id] = record
         return list(records.values())
 
-    async def findnode(self, node: Node, distances: Sequence[int]) -> list[Node]:
+    async def findnode(self, node: Node, distances: Sequence[int], *, tally: Tally | None = None) -> list[Node]:
         """The nodes of :meth:`findnode_records` that have a usable UDP endpoint (an IP that
         ``node`` may tell us about: no loopback or LAN addresses from a public node)."""
         nodes = []
-        for record in await self.findnode_records(node, distances):
+        for record in await self.findnode_records(node, distances, tally=tally):
             if record.node_id == self.local_id:
                 continue
             if (record.ip is None and record.ip6 is None) or not (record.udp or record.udp6):
@@ -617,48 +655,46 @@ class V5Protocol:
         """Put the bootnodes in the table (as heard of: they prove live when they answer)."""
         for record in self.bootnodes:
             if record.node_id != self.local_id and record.ip is not None and record.udp:
-                self.table.add_seen(Node.from_enr(record))
+                self.table.add_seen(Node.from_enr(record), V5)
         self._table_changed()
+
+    def _speaks_v5(self, node: Node) -> bool:
+        # in a table shared with v4, a node that came to us through v4 alone may not speak v5
+        return V5 in self.table.protocols(node.id)
 
     async def lookup(self, target: bytes | None = None) -> list[Node]:
         """The (up to) 16 nodes closest to ``target`` (a node ID; random when None) that an
-        iterative lookup finds, ``alpha`` FINDNODE queries at a time. Nodes that answer are
-        added to the table as live, the nodes they name as seen (with the table's IP limits)."""
+        iterative lookup finds. See :meth:`lookup_detailed`."""
+        return list((await self.lookup_detailed(target)).nodes)
+
+    async def lookup_detailed(self, target: bytes | None = None) -> LookupResult:
+        """Iterative lookup of ``target`` (a node ID; random when None), ``alpha`` FINDNODE
+        queries at a time, each asking for the distances around the target. Nodes that answer
+        are added to the table as live, the nodes they name as seen (with the table's IP limits)."""
+        t0 = trio.current_time()
+        tally = Tally()
         target_id = NodeID(target) if target is not None else NodeID(self._rng.randbytes(32))
         lk = Lookup(target_id, self.local_id, alpha=self.config.alpha, k=LOOKUP_RESULTS)
-        # only nodes with a record: in a table shared with v4, the others may not speak v5
-        lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if n.enr is not None)
+        lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if self._speaks_v5(n))
         if lk.finished:
             self.seed()
-            lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if n.enr is not None)
-        send, recv = trio.open_memory_channel[tuple[Node, Union[list[Node], None]]](self.config.alpha + 1)
+            lk.add_nodes(n for n in self.table.closest(target_id, LOOKUP_RESULTS) if self._speaks_v5(n))
 
-        async def query(node: Node) -> None:
-            found: list[Node] | None
+        async def query(node: Node) -> list[Node] | None:
             try:
-                found = await self.findnode(node, lookup_distances(target_id, node.id))
+                found = await self.findnode(node, lookup_distances(target_id, node.id), tally=tally)
             except DiscoveryError:
-                found = None
-            if found is not None:
-                self.table.add_verified(node)
-                for n in found:
-                    self.table.add_seen(n)
-                self._table_changed()
-            await send.send((node, found))
+                return None
+            self.table.add_verified(node, V5)
+            for n in found:
+                self.table.add_seen(n, V5)
+            self._table_changed()
+            return found
 
-        async with trio.open_nursery() as nursery:
-            while True:
-                for node in lk.next_queries():
-                    nursery.start_soon(query, node)
-                if lk.finished:
-                    break
-                node, found = await recv.receive()
-                if found is None:
-                    lk.on_failure(node)
-                else:
-                    lk.on_reply(node, found)
+        await run_lookup(lk, query)
         self.stats.lookups += 1
-        return lk.result()
+        return LookupResult(target_id, tuple(lk.result()), lk.queries, lk.failures, lk.rounds,
+                            tally.sent, tally.received, trio.current_time() - t0)
 
 
 @asynccontextmanager
@@ -671,6 +707,7 @@ async def open_v5(
     bootnodes: Iterable[ENR] = (),
     config: V5Config | None = None,
     on_table_change: Callable[[], None] | None = None,
+    on_contact: Contact | None = None,
     receive: bool = True,
 ) -> AsyncIterator[V5Protocol]:
     """Run a discovery v5 node on ``transport``.
@@ -679,7 +716,8 @@ async def open_v5(
     before each packet, so a re-signed record is used at once). ``table`` may be shared with
     another service; then pass its event flush as ``on_table_change`` (without one, table
     events are discarded). ``receive=False`` starts no receive loop: the owner of a shared
-    socket then calls :meth:`V5Protocol.handle_datagram` itself.
+    socket then calls :meth:`V5Protocol.handle_datagram` itself. ``on_contact(node, pong)`` is
+    told of every node that answered a request of ours (e.g. to store it in a node database).
     """
     cfg = config or V5Config()
     local_id = NodeID.from_pubkey(private_key.public_key)
@@ -687,7 +725,7 @@ async def open_v5(
         table = Table(local_id, clock=cfg.clock or trio.current_time, rng=cfg.rng, config=cfg.table)
     async with trio.open_nursery() as nursery:
         v5 = V5Protocol(transport, private_key, local_record, table, config=cfg, nursery=nursery,
-                        bootnodes=tuple(bootnodes), on_table_change=on_table_change)
+                        bootnodes=tuple(bootnodes), on_table_change=on_table_change, on_contact=on_contact)
         if receive:
             await nursery.start(v5._receive_loop)
         v5.seed()

@@ -22,7 +22,7 @@ import enum
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Union
 
 from p2p.crypto import BadSignature, PrivateKey, PublicKey, recover
 from p2p.crypto.keccak import keccak256
@@ -399,9 +399,11 @@ def _decode_body(ptype: int, body: bytes) -> Packet:
     raise UnknownPacketType(f"packet type {ptype}")
 
 
-def decode_packet(data: bytes, *, now: float | None = None) -> Received:
+def decode_packet(data: bytes, *, now: float | None = None,
+                  recover: Callable[[bytes, bytes], PublicKey] = recover) -> Received:
     """Check and decode one datagram. ``now`` (wall-clock seconds) enables the expiration
-    check; leave it None to decode old packets such as the spec vectors."""
+    check; leave it None to decode old packets such as the spec vectors. ``recover`` finds the
+    signer (the identity scheme's; secp256k1 recovery unless a simulation says otherwise)."""
     if len(data) < MIN_PACKET_SIZE:
         raise PacketTooSmall(f"{len(data)} bytes, the header alone is {MIN_PACKET_SIZE}")
     if len(data) > MAX_PACKET_SIZE:

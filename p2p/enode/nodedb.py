@@ -16,8 +16,9 @@ disk, or with the same behaviour in memory when no path is given:
   protects table members, the server the peers it dialed) is bounded by a count, the least
   recently seen node going first; the IPs kept per node are bounded too (:class:`NodeDBLimits`);
 * ``query_seeds`` finds random fresh nodes by seeking to random IDs;
-* an expiry task, started only once the node has bonded with someone, drops nodes that
-  have not answered a ping for a long time, so that seeds survive an offline start.
+* expiry drops nodes that have not answered a ping for a long time, only once the node has
+  bonded with someone (:meth:`NodeDB.mark_bonded`), so that seeds survive an offline start.
+  The store runs no task: whoever opened it runs the expiry (:mod:`p2p.enode.expiry`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import random
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,7 +57,6 @@ SEEK_ATTEMPTS_PER_SEED = 5  # query_seeds tries n * 5 random seeks, as go-ethere
 SEEK_WALK_LIMIT = 16  # records one seek may step over (stale, duplicate) before giving up
 SEEK_STEP_LIMIT = 256  # keys (records and per-IP fields) one seek may read at most
 SEEK_FIRST_BYTE_STEP = 16  # the seek's first ID byte creeps up by < 16, as go-ethereum: small stores get swept
-EXPIRE_NODES_PER_CHECKPOINT = 256  # the expiry scan yields to trio this often, so a big store never stalls the loop
 # A table holds at most 16 x 256 = 4,096 nodes; twice that many unprotected nodes keep a full
 # table's worth of seeds for a restart, at about 1 KiB each (record, per-IP fields, bookkeeping): 8 MiB.
 MAX_UNPROTECTED_NODES = 8192
@@ -106,10 +105,6 @@ class NodeDBVersionMismatch(NodeDBError):
         self.found = found
 
 
-class NodeDBAlreadyServing(NodeDBError, RuntimeError):
-    """``serving()`` entered while another task serves the database (its owner runs the expirer)."""
-
-
 class NodeDBCorrupt(NodeDBError):
     """Opened for inspection, the store is damaged or not a node database (it is left untouched)."""
 
@@ -154,40 +149,94 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+PENDING_SLACK = 64  # pending keys of a MemoryStore that may be dead before a compaction is worth its pass
+# Distinct keys and records a SharedBytes keeps one copy of before it starts over: at ~100
+# bytes of bookkeeping each, 2^20 of them are ~100 MB, far more than the ~4 keys per node of
+# a 100,000-node network need, and a process whose nodes keep meeting new ones (churn) never
+# holds more. Starting over only stops the sharing of what was stored before.
+SHARED_BYTES_MAX = 1 << 20
+# Values this long or longer are shared (node records, 70-300 bytes); shorter ones are times
+# and counters, which differ from one database to the next.
+SHARED_VALUE_MIN = 64
+
+
+class SharedBytes:
+    """One copy of each equal key or record among the in-memory node databases of one process.
+
+    The nodes of a local testnet or a simulation all store the same few keys and records
+    about the same nodes: each key names a remote node (and its IP), each record is that
+    node's ENR. Shared, they cost each database a pointer instead of a copy, which at 10,000
+    nodes in a process was about a third of the memory of a node's database. A lone node
+    has nothing to share with and takes none.
+    """
+
+    def __init__(self, max_entries: int = SHARED_BYTES_MAX) -> None:
+        self.max_entries = max_entries
+        self._copies: dict[bytes, bytes] = {}
+        self.restarts = 0  # times the table was full and started over
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def __call__(self, value: bytes) -> bytes:
+        """The one copy equal to ``value`` (``value`` itself when it is the first)."""
+        copy = self._copies.get(value)
+        if copy is None:
+            if len(self._copies) >= self.max_entries:
+                self._copies.clear()
+                self.restarts += 1
+            copy = self._copies[value] = value
+        return copy
+
+
 class MemoryStore:
     """An ordered in-memory store with the subset of plyvel's interface the database uses.
 
-    A dict holds the data; a sorted key list serves seeks. New keys wait in a pending set
+    A dict holds the data; a sorted key list serves seeks. New keys wait in a pending list
     and deleted keys stay in the sorted list (skipped) until the next seek needs order, so
-    that bulk inserts and expiry sweeps do not pay a list insertion or removal each. A key
-    deleted while pending leaves the pending set at once: a stream of short-lived keys
-    (nodes evicted between two seeks) holds no memory.
+    that bulk inserts and expiry sweeps do not pay a list insertion or removal each. The
+    pending list is a plain list (8 bytes a key, where a set or dict cost ~60: thousands of
+    in-memory databases live in one testnet process); a key deleted while pending stays in it
+    until the next seek, or until the list outgrows twice the live keys and is compacted, so a
+    stream of short-lived keys (nodes evicted between two seeks) holds memory in proportion to
+    the live keys only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedBytes | None = None) -> None:
+        self.shared = shared  # keys and records shared with the other stores of the process
         self._data: dict[bytes, bytes] = {}
+        # No set mirrors the sorted list: a bisection answers membership, and thousands of
+        # in-memory databases in one testnet process would each pay ~30 bytes a key for it.
         self._sorted: list[bytes] = []
-        self._in_sorted: set[bytes] = set()
-        self._pending: dict[bytes, None] = {}  # insertion-ordered set: O(1) removal on delete
+        self._pending: list[bytes] = []  # keys put since the last seek; may repeat or be deleted since
         self._stale = 0
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        shared = self.shared
+        if shared is not None and len(value) >= SHARED_VALUE_MIN:
+            value = shared(value)
         if key not in self._data:
-            if key in self._in_sorted:
+            if shared is not None:
+                key = shared(key)
+            if self._in_sorted(key):
                 self._stale -= 1
             else:
-                self._pending[key] = None
+                self._pending.append(key)
         self._data[key] = value
+        if len(self._pending) > 2 * len(self._data) + PENDING_SLACK:
+            self._pending = self._live_pending()
 
     def delete(self, key: bytes) -> None:
-        if self._data.pop(key, None) is not None:
-            if key in self._in_sorted:
-                self._stale += 1
-            else:
-                self._pending.pop(key, None)
+        if self._data.pop(key, None) is not None and self._in_sorted(key):
+            self._stale += 1
+
+    def _live_pending(self) -> list[bytes]:
+        """The pending keys still stored, each once, in order."""
+        data = self._data
+        return [k for k in dict.fromkeys(self._pending) if k in data]
 
     def write_batch(self) -> "MemoryBatch":
         return MemoryBatch(self)
@@ -198,27 +247,27 @@ class MemoryStore:
     def close(self) -> None:
         self._data.clear()
         self._sorted.clear()
-        self._in_sorted.clear()
         self._pending.clear()
 
     def _keys(self) -> list[bytes]:
         """The sorted key list, with pending keys merged in (it may still hold deleted keys)."""
         if self._pending:
-            fresh = [k for k in self._pending if k not in self._in_sorted]
+            fresh = [k for k in self._live_pending() if not self._in_sorted(k)]
             self._pending.clear()
             if len(fresh) > 64:
                 self._sorted = sorted(self._data)
-                self._in_sorted = set(self._sorted)
                 self._stale = 0
             else:
                 for key in fresh:
                     bisect.insort(self._sorted, key)
-                    self._in_sorted.add(key)
         if self._stale > 64 and self._stale > len(self._sorted) // 4:
             self._sorted = [k for k in self._sorted if k in self._data]
-            self._in_sorted = set(self._sorted)
             self._stale = 0
         return self._sorted
+
+    def _in_sorted(self, key: bytes) -> bool:
+        i = bisect.bisect_left(self._sorted, key)
+        return i < len(self._sorted) and self._sorted[i] == key
 
 
 class MemoryBatch:
@@ -586,6 +635,7 @@ class NodeDB:
                  cleanup_interval: float, rng: random.Random, limits: NodeDBLimits | None = None,
                  track: bool = True) -> None:
         self._store: Store = store
+        self._shared = store.shared if isinstance(store, MemoryStore) else None
         self.path = path
         self.limits = limits if limits is not None else NodeDBLimits()
         self.stats = NodeDBStats()
@@ -602,16 +652,16 @@ class NodeDB:
         self._rng = rng
         self._self_id: bytes | None = None
         self._closed = False
-        self._nursery: trio.Nursery | None = None
-        self._expirer_wanted = False
-        self._expirer_running = False
-        self._expirer_scope: trio.CancelScope | None = None
+        self._bonded = trio.Event()  # set by mark_bonded(): the expiry owner waits for it
+        # Set by the one task that runs the expiry (p2p.enode.expiry), for as long as it runs.
+        self.expiry_owner: object | None = None
+        self.expirer_running = False  # the owner's periodic scan is under way (bonded)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, clock: Callable[[], float] = time.time,
              expiration: float = NODE_EXPIRATION, cleanup_interval: float = CLEANUP_INTERVAL,
              rng: random.Random | None = None, inspect: bool = False,
-             limits: NodeDBLimits | None = None) -> "NodeDB":
+             limits: NodeDBLimits | None = None, shared: SharedBytes | None = None) -> "NodeDB":
         """Open the store at ``path`` (in memory when None).
 
         ``clock`` gives the times stored and compared; a store on disk outlives the
@@ -619,12 +669,13 @@ class NodeDB:
         creating, wiping or repairing anything, raising :class:`NodeDBError` instead.
         A store that holds data but no version key raises :class:`NodeDBForeign` and is
         left as it was. ``limits`` bounds what is kept (:class:`NodeDBLimits`); a store on
-        disk that holds more is trimmed on open, least recently seen nodes first.
+        disk that holds more is trimmed on open, least recently seen nodes first. ``shared``
+        lets the in-memory databases of one process share equal keys and records.
         """
         store: Store
         spath = os.fspath(path) if path is not None else None
         if spath is None:
-            store = MemoryStore()
+            store = MemoryStore(shared)
             store.put(VERSION_KEY, _UINT.pack(DB_VERSION))
         elif inspect:
             store = _open_for_inspection(spath)
@@ -649,12 +700,10 @@ class NodeDB:
     # -- lifecycle
 
     def close(self) -> None:
-        """Stop the expirer and close the store; closing twice is harmless."""
+        """Close the store (an expiry owner stops at its next cycle); closing twice is harmless."""
         if self._closed:
             return
         self._closed = True
-        if self._expirer_scope is not None:
-            self._expirer_scope.cancel()  # only the expirer: the task serving us goes on
         self._store.close()
 
     @property
@@ -740,6 +789,8 @@ class NodeDB:
             if ip16 in endpoints:
                 endpoints = tuple(e for e in endpoints if e != ip16) + (ip16,)
             else:
+                if self._shared is not None:
+                    ip16 = self._shared(ip16)
                 endpoints += (ip16,)
                 if len(endpoints) > self.limits.max_endpoints:
                     self._delete_endpoint(node_id, endpoints[0])
@@ -1041,75 +1092,24 @@ class NodeDB:
 
     # -- expiry
 
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator["NodeDB"]:
-        """Own the nursery in which :meth:`ensure_expirer` runs the expiry task."""
+    def mark_bonded(self) -> None:
+        """The node has bonded with someone: expiry may start (seeds of an offline start stay
+        until then). Idempotent."""
         self._live()
-        if self._nursery is not None:
-            raise NodeDBAlreadyServing("node database is already being served")
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                if self._expirer_wanted:
-                    self._start_expirer()
-                try:
-                    yield self
-                finally:
-                    nursery.cancel_scope.cancel()
-        finally:
-            self._nursery = None
-            self._expirer_running = False
-
-    def ensure_expirer(self) -> None:
-        """Start the expiry task (once); call it when the node has bonded with a peer.
-
-        Outside :meth:`serving` the request is remembered and the task starts when
-        serving begins.
-        """
-        self._live()
-        self._expirer_wanted = True
-        if self._nursery is not None and not self._expirer_running:
-            self._start_expirer()
+        self._bonded.set()
 
     @property
-    def expirer_running(self) -> bool:
-        return self._expirer_running
+    def bonded(self) -> bool:
+        return self._bonded.is_set()
 
-    def _start_expirer(self) -> None:
-        assert self._nursery is not None
-        self._expirer_running = True
-        self._nursery.start_soon(self._run_expirer)
-
-    async def _run_expirer(self) -> None:
-        with trio.CancelScope() as scope:
-            self._expirer_scope = scope
-            try:
-                await self._expire_periodically()
-            finally:
-                self._expirer_scope = None
-                self._expirer_running = False
-
-    async def _expire_periodically(self) -> None:
-        logger.debug("node database expirer started (every %ss, expiration %ss)", self.cleanup_interval,
-                     self.expiration)
-        while not self._closed:
-            await trio.sleep(self.cleanup_interval)
-            deleted = 0
-            try:
-                for i, _ in enumerate(self._expire_steps()):
-                    deleted += 1
-                    if i % EXPIRE_NODES_PER_CHECKPOINT == EXPIRE_NODES_PER_CHECKPOINT - 1:
-                        await trio.lowlevel.checkpoint()
-            except plyvel.Error as exc:  # damage found at run time: keep the node up, try next cycle
-                logger.error("node database: expiry scan failed: %s", exc)
-            if deleted:
-                logger.debug("node database: expired %d nodes", deleted)
+    async def wait_bonded(self) -> None:
+        await self._bonded.wait()
 
     def expire_nodes(self) -> int:
         """Drop nodes with no pong for ``expiration`` seconds now; the count dropped."""
-        return sum(1 for _ in self._expire_steps())
+        return sum(1 for _ in self.expire_steps())
 
-    def _expire_steps(self) -> Iterator[bytes]:
+    def expire_steps(self) -> Iterator[bytes]:
         """Scan all nodes, deleting expired ones (and expired IPs of kept ones); yields each deleted ID.
 
         A node's youngest pong over all its IPs decides; one never answered counts as
@@ -1176,7 +1176,6 @@ __all__ = [
     "EndpointInfo",
     "MemoryStore",
     "NodeDB",
-    "NodeDBAlreadyServing",
     "NodeDBClosed",
     "NodeDBCorrupt",
     "NodeDBError",
@@ -1184,5 +1183,6 @@ __all__ = [
     "NodeDBLimits",
     "NodeDBStats",
     "NodeDBVersionMismatch",
+    "SharedBytes",
     "encode_record",
 ]

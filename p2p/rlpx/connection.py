@@ -168,6 +168,21 @@ class Connection:
         finally:
             self._reading = False
 
+    async def receive_many_raw(self) -> list[tuple[int, bytes]]:
+        """Like :meth:`receive_raw`, but every frame that is whole now: the next one (read
+        when none is buffered) and all that the same read completed, in order. One call per
+        read instead of per frame; the frames come from what one read added to the buffer, so a
+        batch holds at most about :data:`READ_CHUNK` bytes beyond its first frame. An error
+        after the first frame is raised by the next call, so that no whole frame is lost."""
+        frames = [await self.receive_raw()]
+        codec = self._codec
+        try:
+            while (frame := codec.next_frame()) is not None:
+                frames.append(frame)
+        except (FrameError, MessageTooLarge) as exc:
+            self._read_error = exc
+        return frames
+
     def decompress(self, code: int, data: bytes) -> bytes:
         """The payload of a frame from :meth:`receive_raw`, checked against the size limit."""
         try:

@@ -19,6 +19,12 @@ _decompress = cramjam.snappy.decompress_raw
 
 def declared_length(data: bytes) -> int:
     """The decompressed length a snappy block announces in its varint preamble."""
+    if len(data) >= 2:  # lengths below 16 KiB, the common case, take one or two bytes
+        first = data[0]
+        if first < 0x80:
+            return first
+        if data[1] < 0x80:
+            return (first & 0x7F) | (data[1] << 7)
     value = 0
     for i in range(min(len(data), MAX_VARINT_BYTES)):
         byte = data[i]

@@ -23,17 +23,17 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
 from p2p.crypto import PrivateKey
 from p2p.enode import NodeID
 from p2p.protocol import Protocol
-from p2p.server import PeerAdded, PeerRemoved, Server, ServerEvent, open_server
+from p2p.server import PeerAdded, PeerRemoved, Server, ServerConfig, ServerEvent, open_server
 from p2p.testing.process import JsonLinesProcess, open_json_process
 
 CONNECT_TIMEOUT = 10.0  # seconds for both sides to see the peer: loopback needs far less
+LOOPBACK = ("127.0.0.1", 0)  # both servers listen here, on ports the system picks
 
 
 @asynccontextmanager
@@ -44,14 +44,14 @@ async def connected_pair(
     key_a: PrivateKey | None = None,
     key_b: PrivateKey | None = None,
     timeout: float = CONNECT_TIMEOUT,
-    **server_options: Any,
+    config: ServerConfig | None = None,
 ) -> AsyncIterator[tuple[Server, Server]]:
     """Two servers on loopback, connected to each other; yields ``(a, b)`` once both have
-    added the other as a peer. ``server_options`` go to both :func:`p2p.open_server` calls."""
-    options: dict[str, Any] = {"discovery": False, "listen": ("127.0.0.1", 0)}
-    options.update(server_options)
-    async with open_server(key_a, protocols=protocols_a, **options) as a, \
-            open_server(key_b, protocols=protocols_b, **options) as b:
+    added the other as a peer. ``config`` goes to both :func:`p2p.open_server` calls (None:
+    the defaults without discovery, so that the pair talks to no one else)."""
+    config = config if config is not None else ServerConfig(discovery=False)
+    async with open_server(key_a, LOOPBACK, protocols_a, config) as a, \
+            open_server(key_b, LOOPBACK, protocols_b, config) as b:
         with b.events() as b_events, trio.fail_after(timeout):
             await a.connect(b.local_node)
             # b adds the peer once it has a's Hello: usually before a returns, not always.

@@ -1,4 +1,4 @@
-"""Convergence over time as a PNG (matplotlib, Agg canvas: no display needed).
+"""Convergence over time, and cost against size (``--curve``), as PNGs (matplotlib, Agg canvas).
 
 One quantity per panel: the table size, the number of nodes (up, with a full table, with
 their peers), and, for server testnets, the peers per node. Every panel is a count, so its
@@ -75,3 +75,46 @@ def make_figure(history: Sequence[Progress], summary: dict[str, Any]) -> Any:
 def write_plot(path: str, history: Sequence[Progress], summary: dict[str, Any]) -> None:
     """Table size, nodes converged and peers against time, as a PNG at ``path``."""
     make_figure(history, summary).savefig(path, dpi=DPI)
+
+
+def make_curve_figure(points: Sequence[dict[str, Any]]) -> Any:
+    """The cost of a testnet against its size (``p2p testnet --curve``): time to converge, CPU
+    seconds per node and memory per node, each beside an N log N reference scaled to the
+    first point (per node: log N), so that faster growth shows as a line pulling away."""
+    from matplotlib.figure import Figure
+
+    from p2p.testnet.runner import n_log_n
+
+    n = [p["nodes"] for p in points]
+    panels = [
+        ("converged_seconds", 1.0, "seconds to converge", False),
+        ("cpu_per_node_seconds", 1000.0, "CPU ms per node", True),
+        ("memory_per_node_bytes", 1 / 1024, "KiB per node", True),
+    ]
+    fig = Figure(figsize=(FIGURE_WIDTH, PANEL_HEIGHT * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (key, scale, label, per_node) in zip(axes, panels):
+        xs = [x for x, p in zip(n, points) if p.get(key) is not None]
+        ys = [float(p[key]) * scale for p in points if p.get(key) is not None]
+        ax.plot(xs, ys, marker="o", color="tab:blue", label="measured")
+        for x, p in zip(n, points):
+            if not p.get("converged"):
+                ax.annotate("not converged", (x, 0), textcoords="offset points", xytext=(0, 4),
+                            fontsize="small", color="tab:red", ha="center")
+        ref = [(x, r * scale) for x, r in zip(n, n_log_n(points, key, per_node=per_node)) if r is not None]
+        if ref:
+            ax.plot([x for x, _ in ref], [y for _, y in ref], linestyle="--", color="grey",
+                    label="log N (total N log N)" if per_node else "N log N", linewidth=1.0)
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, linewidth=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
+    axes[-1].set_xlabel("nodes (N)")
+    fig.suptitle("testnet cost against size (reference lines scaled to the first point)")
+    fig.tight_layout()
+    return fig
+
+
+def write_curve_plot(path: str, points: Sequence[dict[str, Any]]) -> None:
+    """The ``--curve`` figure as a PNG at ``path``."""
+    make_curve_figure(points).savefig(path, dpi=DPI)

@@ -7,8 +7,11 @@ is a JSON-able summary dict. :mod:`p2p.cli.testnet` draws them.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import random
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol as TypingProtocol
@@ -16,7 +19,7 @@ from typing import Any, Protocol as TypingProtocol
 import trio
 
 from p2p.enode import Node
-from p2p.testnet.shard import LocalShard, NodeRef, ShardSpec
+from p2p.testnet.shard import LocalShard, NodeRef, ShardSpec, check_discovery
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,14 @@ CHAT_TIMEOUT = 15.0  # seconds a chat message may take to reach every node
 CHAT_GAP = 0.2  # seconds between the chat messages sent
 CHAT_POLL = 0.05  # seconds between checks of who has received what
 START_TIMEOUT = 600.0  # seconds the shards may take to start their nodes
+# Revalidation pings a process's nodes may send per second, all nodes of the process together.
+# Each node of a real network has a machine to itself and pings a table entry every 5 s on
+# average (go-ethereum's pace); thousands of nodes sharing two cores at that pace spend most of
+# their CPU on it (2,000 pings a second at 10,000 nodes, each with its Pong and often an ENR
+# request, every packet signed and its key recovered), and the more nodes, the longer the
+# convergence and the more revalidations per node: the cost grows as N squared. Revalidation
+# finds dead nodes, and a testnet has none, so its pace is stretched to fit this budget.
+REVALIDATIONS_PER_SHARD = 30.0
 
 
 class Shard(TypingProtocol):
@@ -82,6 +93,7 @@ class TestnetConfig:
     interval: float = 0.5  # seconds between progress samples
     host: str = "127.0.0.1"
     seed: int | None = None
+    discovery: str = "v4"  # v4, v5 or both: the discovery protocols every node speaks
     # Set by p2p.testnet.netns: a command prefix per child process (``ip netns exec NS``) and
     # an address per node index; empty for the ordinary loopback testnet.
     launchers: tuple[tuple[str, ...], ...] = ()
@@ -92,6 +104,7 @@ class TestnetConfig:
             raise ValueError("a testnet needs at least 2 nodes")
         if self.processes < 0:
             raise ValueError("processes must be 0 (in this process) or more")
+        check_discovery(self.discovery)
 
     @property
     def full(self) -> bool:
@@ -107,7 +120,8 @@ class TestnetConfig:
 
     def spec(self) -> ShardSpec:
         return ShardSpec(host=self.host, protocols=self.protocols, servers=self.servers,
-                         max_peers=max(self.peers * DIAL_RATIO, self.peers + 1), seed=self.seed)
+                         max_peers=max(self.peers * DIAL_RATIO, self.peers + 1), seed=self.seed,
+                         discovery=self.discovery, revalidate_interval=revalidate_interval(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +144,8 @@ class Progress:
     deliveries: int  # (message, node) pairs delivered so far
     rss: int  # bytes, every process of the testnet
     rss_base: int  # bytes those processes held before their first node started
+    cpu: float = 0.0  # seconds of CPU (user + sys) that every process of the testnet spent so far
+    packets_sent: int = 0  # discovery datagrams every node has sent so far (v4 and v5)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +183,7 @@ class Testnet:
         self._owner: dict[int, Shard] = {}
         self._refs: dict[int, NodeRef] = {}
         self._t0 = 0.0
+        self._cpu0 = 0.0
 
     @property
     def history(self) -> list[Progress]:
@@ -175,6 +192,8 @@ class Testnet:
     async def run(self) -> dict[str, Any]:
         cfg = self.config
         self._t0 = trio.current_time()
+        self._cpu0 = time.process_time()
+        self._load_start = _load()
         async with trio.open_nursery() as nursery:
             try:
                 summary = await self._run(nursery)
@@ -191,11 +210,12 @@ class Testnet:
         await self._open_shards(nursery)
         nursery.start_soon(self._sample_forever)
 
-        # The bootnode (node 0) first: every other node needs its enode URL.
+        # The bootnode (node 0) first: every other node needs its enode URL (v4) or its
+        # record (v5, which learns a node's key and address from nothing else).
         with trio.fail_after(START_TIMEOUT):
             boot = await self._shards[0].start_nodes([0], [], [cfg.hosts[0]] if cfg.hosts else None)
             self._register(self._shards[0], boot)
-            bootnodes = [boot[0].enode]
+            bootnodes = [boot[0].enode if cfg.discovery == "v4" else boot[0].enr]
             plan = self._plan(cfg.nodes)
             async with trio.open_nursery() as starting:
                 for shard, indices in plan:
@@ -228,6 +248,7 @@ class Testnet:
         final = await self._sample()
         rss_total = sum(int(s["rss"]) for s in self._state.last_stats)
         rss_base = sum(int(s["rss_base"]) for s in self._state.last_stats)
+        nodes = cfg.nodes
         # Without convergence, the figures "at convergence" are the last sample before the deadline.
         point = "convergence" if converged else "deadline"
         return {
@@ -236,6 +257,7 @@ class Testnet:
             "child_processes": shard_count(cfg),  # 0: the nodes ran in the command's own process
             "mode": "server" if cfg.full else "discovery",
             "protocols": list(cfg.protocols),
+            "discovery": cfg.discovery,
             "converged": converged,
             "deadline_seconds": cfg.seconds,
             "start_seconds": start_seconds,
@@ -245,6 +267,9 @@ class Testnet:
             "table_fill_99_seconds": table_fill_99,  # 99% of the tables full: the bulk of the network
             "peers_seconds": peered,
             "converged_seconds": max(table_fill, peered) if converged else None,  # type: ignore[type-var]
+            # Discovery datagrams sent per node until then: a convergence cost that, unlike the
+            # time, does not depend on this host's CPU (``p2p simulate`` reports the same figure).
+            "packets_to_converge_per_node": at_convergence.packets_sent / cfg.nodes if converged else None,
             "table_size": {"min": at_convergence.table_min, "median": at_convergence.table_median,
                            "max": at_convergence.table_max},
             "full_tables": at_convergence.full_tables,
@@ -254,14 +279,19 @@ class Testnet:
             "lookups": lookups,
             "chat": chat,
             "memory": {"rss_bytes": rss_total, "baseline_bytes": rss_base,
-                       "per_node_bytes": (rss_total - rss_base) / cfg.nodes},
+                       "per_node_bytes": (rss_total - rss_base) / nodes},
+            # user + sys of every process (children and this one) until convergence (or the
+            # deadline) and until the end, lookups included
+            "cpu": {"seconds": at_convergence.cpu, "per_node_seconds": at_convergence.cpu / nodes,
+                    "end_seconds": final.cpu},
+            "load_average": {"start": self._load_start, "end": _load()},  # 1, 5, 15 minutes
             "final_table_size": {"min": final.table_min, "median": final.table_median, "max": final.table_max},
             "final_peers": {"min": final.peers_min, "median": final.peers_median, "max": final.peers_max},
             "distinct_ips": len({Node.from_url(r.enode).ip for r in self._refs.values()}),
             "elapsed_seconds": self._elapsed(),
             # When each figure was sampled, and when (seconds since the start) those samples were taken.
             "sampled": {"table_size": point, "full_tables": point, "peers": point, "peered": point,
-                        "final_table_size": "end", "final_peers": "end", "memory": "end"},
+                        "final_table_size": "end", "final_peers": "end", "memory": "end", "cpu": point},
             "sample_seconds": {point: at_convergence.elapsed, "end": final.elapsed},
         }
 
@@ -322,11 +352,19 @@ class Testnet:
             peered=sum(1 for x in peers if x >= cfg.peer_target),
             lookups_done=self._state.lookups_done, lookups_ok=self._state.lookups_ok,
             messages_sent=len(self._state.messages), deliveries=self._state.deliveries,
-            rss=sum(int(s["rss"]) for s in stats), rss_base=sum(int(s["rss_base"]) for s in stats))
+            rss=sum(int(s["rss"]) for s in stats), rss_base=sum(int(s["rss_base"]) for s in stats),
+            cpu=self._cpu(stats),
+            packets_sent=sum(int(s.get("packets_sent", 0)) for s in stats))
         self._state.history.append(progress)
         if self._on_progress is not None:
             self._on_progress(progress)
         return progress
+
+    def _cpu(self, stats: list[dict[str, Any]]) -> float:
+        shards = sum(float(s.get("cpu", 0.0)) for s in stats)
+        if self.config.processes == 0:
+            return shards  # the one shard is this process: its figure already counts the runner
+        return shards + time.process_time() - self._cpu0
 
     # --- lookups ---
 
@@ -343,9 +381,11 @@ class Testnet:
         rounds: list[float] = []
         packets: list[float] = []
         failures: list[str] = []
+        timed_out = 0
         limiter = trio.CapacityLimiter(LOOKUP_CONCURRENCY)
 
         async def one(source: int, target: int) -> None:
+            nonlocal timed_out
             async with limiter:
                 result: dict[str, Any] | None = None
                 with trio.move_on_after(LOOKUP_TIMEOUT):
@@ -355,6 +395,7 @@ class Testnet:
                         failures.append(f"{type(exc).__name__}: {exc}")
                 self._state.lookups_done += 1
                 if result is None:
+                    timed_out += 1
                     return
                 seconds.append(float(result["seconds"]))
                 if result.get("rounds") is not None:
@@ -376,6 +417,7 @@ class Testnet:
             "rounds": _figures(rounds) if rounds else None,
             "packets": _figures(packets) if packets else None,
             "errors": failures[:5],
+            "timed_out": timed_out,  # lookups that took over LOOKUP_TIMEOUT (their slot wait included)
             "phase_seconds": trio.current_time() - t0,
         }
 
@@ -434,6 +476,48 @@ class Testnet:
         return total
 
 
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def curve_point(summary: dict[str, Any]) -> dict[str, Any]:
+    """One size of a ``--curve``: time to converge, CPU seconds and memory per node."""
+    lookups = summary.get("lookups") or {}
+    return {
+        "nodes": summary["nodes"], "processes": summary["processes"], "converged": summary["converged"],
+        "interrupted": bool(summary.get("interrupted")), "start_seconds": summary["start_seconds"],
+        "converged_seconds": summary.get("converged_seconds"),
+        "cpu_seconds": summary["cpu"]["seconds"], "cpu_per_node_seconds": summary["cpu"]["per_node_seconds"],
+        "memory_per_node_bytes": summary["memory"]["per_node_bytes"],
+        "lookups_found": lookups.get("found"), "lookups_count": lookups.get("count"),
+        "load_average": summary.get("load_average"),
+    }
+
+
+def n_log_n(points: Sequence[dict[str, Any]], key: str, *, per_node: bool) -> list[float | None]:
+    """The N log N reference for ``key`` scaled to the first point that has it: the value each
+    size would have if the total grew as N log N from there (per node: as log N)."""
+    first = next((p for p in points if p.get(key) is not None), None)
+    if first is None:
+        return [None for _ in points]
+    n0, v0 = first["nodes"], float(first[key])
+
+    def grow(n: int) -> float:
+        return (math.log(n) if per_node else n * math.log(n)) / (math.log(n0) if per_node else n0 * math.log(n0))
+
+    return [v0 * grow(p["nodes"]) for p in points]
+
+
+def revalidate_interval(config: TestnetConfig) -> float | None:
+    """The revalidation interval that keeps each process within ``REVALIDATIONS_PER_SHARD``
+    (a node pings once per half interval on average), or None when discovery's default does."""
+    from p2p.discover.service import REVALIDATE_INTERVAL
+
+    per_process = math.ceil(config.nodes / max(1, shard_count(config)))
+    needed = 2 * per_process / REVALIDATIONS_PER_SHARD
+    return needed if needed > REVALIDATE_INTERVAL else None
+
+
 def shard_count(config: TestnetConfig) -> int:
     """Child processes a testnet uses (0: everything in this process)."""
     if config.processes == 0:
@@ -463,4 +547,5 @@ async def run_testnet(config: TestnetConfig,
     return summary, net.history
 
 
-__all__ = ["Progress", "Testnet", "TestnetConfig", "run_testnet", "FULL_TABLE", "plan", "shard_count"]
+__all__ = ["Progress", "Testnet", "TestnetConfig", "run_testnet", "FULL_TABLE", "plan", "shard_count",
+           "curve_point", "n_log_n"]

@@ -1,7 +1,7 @@
 """The chat protocol (``chat/2``): gossiped text messages and nick announcements, each signed by
 its author's node key."""
 
-from p2p import NodeID, PrivateKey
+from p2p import Signer
 from p2p.protocol_registry import register_protocol
 
 from protocols.chat.gossip import Gossip, Route, SeenSet
@@ -14,6 +14,7 @@ from protocols.chat.messages import (
     ChatMessage,
     ForgedMessage,
     MessageCode,
+    MessageSigner,
     TextMessage,
     sign,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ForgedMessage",
     "Gossip",
     "MessageCode",
+    "MessageSigner",
     "Route",
     "SeenSet",
     "TextMessage",
@@ -42,11 +44,10 @@ __all__ = [
 ]
 
 
-def make_chat(*, private_key: PrivateKey, emit: Emit | None = None) -> ChatService:
+def make_chat(*, signer: Signer, emit: Emit | None = None) -> ChatService:
     """The factory behind ``p2p node --protocols chat``: a chat service signing with the node's
-    key, with a nick made from the node ID, reporting received messages through ``emit``."""
-    node_id = NodeID.from_pubkey(private_key.public_key)
-    return ChatService(private_key, f"node-{node_id.hex()[:8]}", emit=emit)
+    signer, with a nick made from the node ID, reporting received messages through ``emit``."""
+    return ChatService(signer, f"node-{signer.node_id.hex()[:8]}", emit=emit)
 
 
 register_protocol(PROTOCOL_NAME, make_chat, replace=True)

@@ -1,16 +1,20 @@
 """Rate limits of the chat protocol (sans-IO: the clock is a parameter, nothing sleeps).
 
 ``ChatLimits`` holds every bound a remote peer meets, with the reason for each default;
-``TokenBucket`` and ``KeyedBuckets`` enforce rates; ``Strikes`` counts a peer's recent drops to
-tell a flooder from a peer that was unlucky once.
+``KeyedBuckets`` enforces the per-author rate. The per-neighbour rate is the typed layer's flow
+control (``p2p.flowcontrol``, whose ``TokenBucket`` and ``Strikes`` this module re-exports).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from p2p.flowcontrol import FlowControl, RateLimit, Strikes, TokenBucket
+
+__all__ = ["ChatLimits", "KeyedBuckets", "Strikes", "TokenBucket"]
 
 # A signed message is only valid this close to the receiver's clock, so a replay can only
 # happen within it; 2 minutes covers clocks a little off and a message crossing a big network.
@@ -69,43 +73,10 @@ class ChatLimits:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
-
-_EPSILON = 1e-9  # a token short by rounding only is a token: a waiter must not spin on 1e-17 s
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
-
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def _refill(self, now: float) -> None:
-        if now > self._stamp:
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend a token if there is one; False means the caller is over its rate."""
-        self._refill(now)
-        if self._tokens >= 1.0 - _EPSILON:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def spend(self, now: float) -> None:
-        """Spend a token even when there is none: the debt delays the next ``take``."""
-        self._refill(now)
-        self._tokens -= 1.0
-
-    def delay(self, now: float) -> float:
-        """Seconds until a token is available (0 when one is)."""
-        self._refill(now)
-        return 0.0 if self._tokens >= 1.0 - _EPSILON else (1.0 - self._tokens) / self.rate
+    def flow_control(self) -> FlowControl:
+        """The per-neighbour rate, over text and announcements together, as flow control."""
+        return FlowControl((RateLimit(self.peer_rate, self.peer_burst, name="peer"),),
+                           max_drops=self.peer_max_drops, drop_window=self.peer_drop_window)
 
 
 K = TypeVar("K", bound=Hashable)
@@ -136,18 +107,3 @@ class KeyedBuckets(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._buckets)
-
-
-class Strikes:
-    """Times of a peer's recent drops; ``add`` says when they reach ``limit`` within ``window``."""
-
-    __slots__ = ("_limit", "_window", "_times")
-
-    def __init__(self, limit: int, window: float) -> None:
-        self._limit = limit
-        self._window = window
-        self._times: deque[float] = deque(maxlen=limit)
-
-    def add(self, now: float) -> bool:
-        self._times.append(now)
-        return len(self._times) >= self._limit and now - self._times[0] <= self._window

@@ -23,12 +23,12 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, replace
-from typing import TypeVar, Union
+from typing import Protocol, TypeVar, Union
 
 import rlp
 from rlp.exceptions import DecodingError
 
-from p2p import NodeID, PrivateKey
+from p2p import Message, MessageDecodeError, NodeID, PublicKey
 from p2p.crypto import BadSignature, keccak256, recover
 
 MESSAGE_ID_SIZE = 16  # random, like a UUID: collisions are negligible for a chat
@@ -52,17 +52,19 @@ class AnnounceKind(enum.IntEnum):
     NICK = 2
 
 
-class ChatDecodeError(Exception):
+class ChatDecodeError(MessageDecodeError):
     """A chat payload that does not decode; ``code`` is the message code it arrived with."""
 
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"chat message {code}: {reason}")
+    def __init__(self, code: int, reason: str, field: str = "(message)") -> None:
+        name = {0: "TextMessage", 1: "Announce"}.get(code, f"chat message {code}")
+        super().__init__(name, field, reason)
         self.code = code
-        self.reason = reason
 
 
+# Typed messages (``p2p.messages``) with a codec of their own: the chat/2 wire format predates the
+# typed layer's schemas, and signing needs the exact bytes below.
 @dataclass(frozen=True, slots=True)
-class TextMessage:
+class TextMessage(Message):
     id: bytes
     sender: NodeID
     nick: str
@@ -76,9 +78,18 @@ class TextMessage:
     def forwarded(self) -> "TextMessage":
         return replace(self, hops=self.hops + 1)
 
+    def encode(self) -> bytes:
+        return encode(self)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "TextMessage":
+        msg = decode(MessageCode.TEXT, payload)
+        assert isinstance(msg, cls)
+        return msg
+
 
 @dataclass(frozen=True, slots=True)
-class Announce:
+class Announce(Message):
     id: bytes
     sender: NodeID
     nick: str
@@ -91,6 +102,15 @@ class Announce:
 
     def forwarded(self) -> "Announce":
         return replace(self, hops=self.hops + 1)
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> "Announce":
+        msg = decode(MessageCode.ANNOUNCE, payload)
+        assert isinstance(msg, cls)
+        return msg
 
 
 ChatMessage = Union[TextMessage, Announce]
@@ -130,11 +150,21 @@ def signing_hash(msg: ChatMessage) -> bytes:
 M = TypeVar("M", TextMessage, Announce)
 
 
-def sign(msg: M, key: PrivateKey) -> M:
-    """``msg`` signed by ``key``, which must be its author's (``msg.sender``) node key."""
-    if NodeID.from_pubkey(key.public_key) != msg.sender:
+class MessageSigner(Protocol):
+    """What signs for an author: the node's :class:`p2p.Signer` (or, in tests and tools that
+    forge messages, a private key)."""
+
+    @property
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, digest: bytes, /) -> bytes: ...
+
+
+def sign(msg: M, signer: MessageSigner) -> M:
+    """``msg`` signed by ``signer``, which must sign for its author (``msg.sender``)."""
+    if NodeID.from_pubkey(signer.public_key) != msg.sender:
         raise ValueError("a message is signed by its author's key only")
-    return replace(msg, signature=key.sign(signing_hash(msg)))
+    return replace(msg, signature=signer.sign(signing_hash(msg)))
 
 
 class ForgedMessage(Exception):
@@ -162,27 +192,30 @@ def decode(code: int, payload: bytes) -> ChatMessage:
     if code not in (MessageCode.TEXT, MessageCode.ANNOUNCE):
         raise ChatDecodeError(code, "unknown message code")
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ChatDecodeError(code, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise ChatDecodeError(code, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", "(payload)")
     try:
         items = rlp.decode(payload, strict=True)
     except DecodingError as exc:
-        raise ChatDecodeError(code, f"invalid RLP: {exc}") from None
+        raise ChatDecodeError(code, f"invalid RLP: {exc}", "(payload)") from None
     if not isinstance(items, list) or len(items) < 7:
         raise ChatDecodeError(code, "expected a list of at least 7 elements")
-    if not all(isinstance(item, bytes) for item in items[:7]):
-        raise ChatDecodeError(code, "the first 7 elements must be byte strings")
+    for i, item in enumerate(items[:7]):
+        if not isinstance(item, bytes):
+            field = ("id", "sender", "nick", "timestamp", "hops", "text" if code == MessageCode.TEXT else "kind",
+                     "signature")[i]
+            raise ChatDecodeError(code, "the first 7 elements must be byte strings", field)
     msg_id, sender, nick_raw, ts_raw, hops_raw, last, signature = items[:7]
     if len(signature) != SIGNATURE_SIZE:
-        raise ChatDecodeError(code, f"signature must be {SIGNATURE_SIZE} bytes")
+        raise ChatDecodeError(code, f"signature must be {SIGNATURE_SIZE} bytes", "signature")
     if len(msg_id) != MESSAGE_ID_SIZE:
-        raise ChatDecodeError(code, f"message ID must be {MESSAGE_ID_SIZE} bytes")
+        raise ChatDecodeError(code, f"message ID must be {MESSAGE_ID_SIZE} bytes", "id")
     if len(sender) != 32:
-        raise ChatDecodeError(code, "sender must be a 32-byte node ID")
+        raise ChatDecodeError(code, "sender must be a 32-byte node ID", "sender")
     nick = _text(code, "nick", nick_raw, MAX_NICK_BYTES)
     timestamp = _int(code, "timestamp", ts_raw, MAX_TIMESTAMP_BYTES)
     hops = _int(code, "hops", hops_raw, 1)
     if hops > HOP_LIMIT:
-        raise ChatDecodeError(code, f"hops {hops} beyond the limit {HOP_LIMIT}")
+        raise ChatDecodeError(code, f"hops {hops} beyond the limit {HOP_LIMIT}", "hops")
     if code == MessageCode.TEXT:
         text = _text(code, "text", last, MAX_TEXT_BYTES)
         return TextMessage(msg_id, NodeID(sender), nick, timestamp, hops, text, signature)
@@ -190,22 +223,22 @@ def decode(code: int, payload: bytes) -> ChatMessage:
     try:
         kind = AnnounceKind(kind_value)
     except ValueError:
-        raise ChatDecodeError(code, f"unknown announce kind {kind_value}") from None
+        raise ChatDecodeError(code, f"unknown announce kind {kind_value}", "kind") from None
     return Announce(msg_id, NodeID(sender), nick, timestamp, hops, kind, signature)
 
 
 def _text(code: int, name: str, raw: bytes, limit: int) -> str:
     if len(raw) > limit:
-        raise ChatDecodeError(code, f"{name} is longer than {limit} bytes")
+        raise ChatDecodeError(code, f"{name} is longer than {limit} bytes", name)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ChatDecodeError(code, f"{name} is not valid UTF-8") from None
+        raise ChatDecodeError(code, f"{name} is not valid UTF-8", name) from None
 
 
 def _int(code: int, name: str, raw: bytes, max_bytes: int) -> int:
     if len(raw) > max_bytes:
-        raise ChatDecodeError(code, f"{name} is longer than {max_bytes} bytes")
+        raise ChatDecodeError(code, f"{name} is longer than {max_bytes} bytes", name)
     if raw[:1] == b"\x00":
-        raise ChatDecodeError(code, f"{name} has a leading zero byte (not canonical RLP)")
+        raise ChatDecodeError(code, f"{name} has a leading zero byte (not canonical RLP)", name)
     return int.from_bytes(raw, "big")

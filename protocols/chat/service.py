@@ -1,7 +1,7 @@
 """The chat protocol on a node: ``ChatService`` wires the gossip core to peers.
 
-    chat = ChatService(key, nick="alice")
-    async with open_server(private_key=key, protocols=[chat.protocol], ...) as server:
+    chat = ChatService(Signer(key), nick="alice")
+    async with open_server(key, protocols=[chat.protocol]) as server:
         await chat.send("hello")
         with chat.subscribe() as messages:
             async for msg in messages: ...
@@ -24,23 +24,20 @@ from dataclasses import dataclass
 
 import trio
 
-from p2p import DisconnectReason, NodeID, PeerInfo, PrivateKey, Protocol, ProtocolConnection, ProtocolError
-from p2p.protocol import Handler
+from p2p import DisconnectReason, NodeID, PeerInfo, Protocol, ProtocolError, Session, Signer
 
 from protocols.chat.gossip import Gossip, Route
-from protocols.chat.limits import OWN_RATE_SHARE, ChatLimits, KeyedBuckets, Strikes, TokenBucket
+from protocols.chat.limits import OWN_RATE_SHARE, ChatLimits, KeyedBuckets, TokenBucket
 from protocols.chat.messages import (
     HOP_LIMIT,
     MAX_NICK_BYTES,
     Announce,
     AnnounceKind,
-    ChatDecodeError,
     ChatMessage,
     ForgedMessage,
     MessageCode,
     TextMessage,
     check_author,
-    decode,
     encode,
     new_message_id,
     sign,
@@ -89,7 +86,7 @@ class _PeerEntry:
 
     __slots__ = ("conn", "outbox", "pace", "wakeup", "sending")
 
-    def __init__(self, conn: ProtocolConnection, limits: ChatLimits, now: float) -> None:
+    def __init__(self, conn: Session, limits: ChatLimits, now: float) -> None:
         self.conn = conn
         self.outbox = Outbox(PEER_QUEUE_SIZE, ANNOUNCE_QUEUE_SHARE)
         self.pace = TokenBucket(limits.forward_rate, limits.forward_burst, now)
@@ -99,26 +96,16 @@ class _PeerEntry:
         self.sending = False
 
 
-class _Ingress:
-    """One connection's inbound side: its rate and its recent drops."""
-
-    __slots__ = ("bucket", "strikes")
-
-    def __init__(self, limits: ChatLimits, now: float) -> None:
-        self.bucket = TokenBucket(limits.peer_rate, limits.peer_burst, now)
-        self.strikes = Strikes(limits.peer_max_drops, limits.peer_drop_window)
-
-
 class ChatService:
     """A node's chat: send lines, receive everyone's, know the peers and their nicks.
 
-    ``key`` is the local node's key: its node ID is the author of the messages this node
-    writes, and it signs them. ``emit(event, **fields)`` is called for each received message
+    ``signer`` signs for the local node (``server.signer`` or ``LocalNode.signer``): its node
+    ID is the author of the messages this node writes. The service never holds the key. ``emit(event, **fields)`` is called for each received message
     (``chat_message``) and announcement (``chat_announce``), for a CLI. ``limits`` bounds what
     neighbours and authors can make this node spend (see ``protocols.chat.limits``).
     """
 
-    def __init__(self, key: PrivateKey, nick: str, *, emit: Emit | None = None,
+    def __init__(self, signer: Signer, nick: str, *, emit: Emit | None = None,
                  clock: Callable[[], float] = trio.current_time,
                  wall_clock: Callable[[], float] = time.time,
                  hop_limit: int = HOP_LIMIT, announce_hops: int | None = None,
@@ -131,8 +118,8 @@ class ChatService:
         if announce_hops is not None and not 1 <= announce_hops <= hop_limit:
             raise ValueError(f"announce_hops must be 1..{hop_limit}")
         self._announce_start = 0 if announce_hops is None else hop_limit - announce_hops
-        self._key = key
-        self.node_id = NodeID.from_pubkey(key.public_key)
+        self._signer = signer
+        self.node_id = signer.node_id
         self.limits = limits
         self._nick = nick
         self._emit = emit
@@ -151,12 +138,13 @@ class ChatService:
         self._joined = False
         self._counts = dict.fromkeys(COUNTERS, 0)
         self.dropped_text = 0  # of the outbox drops, text messages
+        # The per-neighbour rate is flow control: checked before a message is even decoded.
         self.protocol = Protocol(PROTOCOL_NAME, PROTOCOL_VERSION, len(MessageCode), run=self._run,
                                  node_info=lambda: {"nick": self._nick},
                                  peer_info=lambda conn: {"nick": self._nicks.get(conn.peer.id)},
-                                 counters=self.counters)
-        for code in MessageCode:
-            self.protocol.handler(code)(self._handler(code))
+                                 counters=self.counters, flow=limits.flow_control(), clock=clock)
+        self.protocol.on(TextMessage)(self._receive)
+        self.protocol.on(Announce)(self._receive)
 
     # --- what applications use ---
 
@@ -174,6 +162,8 @@ class ChatService:
         counts = dict(self._counts)
         counts["dropped_duplicate"] = self.gossip.duplicates
         counts["seen_evicted"] = self.gossip.seen.evicted
+        counts["dropped_peer_rate"] = self.protocol.stats.rate_limited.get("peer", 0)
+        counts["disconnected_flood"] = self.protocol.stats.flood_disconnects
         return counts
 
     def peers(self) -> list[ChatPeer]:
@@ -189,7 +179,7 @@ class ChatService:
         encode(TextMessage(new_message_id(), self.node_id, self._nick, 0, 0, text))
         while not self._own_bucket().take(self._clock()):
             await trio.sleep(self._own_bucket().delay(self._clock()))
-        msg = sign(TextMessage(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, text), self._key)
+        msg = sign(TextMessage(new_message_id(), self.node_id, self._nick, self._now_ms(), 0, text), self._signer)
         self._route(self.gossip.originate(msg, self._peers), None)
         return msg
 
@@ -223,7 +213,7 @@ class ChatService:
 
     # --- the protocol ---
 
-    async def _run(self, peer: PeerInfo, conn: ProtocolConnection) -> None:
+    async def _run(self, peer: PeerInfo, conn: Session) -> None:
         # Only the task that drains a queue makes it: a queue made on receipt (before this task
         # runs, or for an old connection still delivering while a new one replaced it) could
         # be left with nobody draining it, and every later message to that peer would be
@@ -231,10 +221,10 @@ class ChatService:
         entry = self._peers[peer.id] = _PeerEntry(conn, self.limits, self._clock())
         # The new neighbour learns our nick at once; hops at the limit keep it one hop only.
         hello = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
-                              self.gossip.hop_limit, AnnounceKind.NICK), self._key)
+                              self.gossip.hop_limit, AnnounceKind.NICK), self._signer)
         self._own_bucket().spend(self._clock())
         try:
-            await conn.send(MessageCode.ANNOUNCE, encode(hello))
+            await conn.send(hello)
             if not self._joined:
                 self._joined = True
                 self._announce(AnnounceKind.JOIN)
@@ -248,17 +238,12 @@ class ChatService:
                 try:
                     while not entry.pace.take(self._clock()):
                         await trio.sleep(entry.pace.delay(self._clock()))
-                    await conn.send(msg.code, encode(msg))
+                    await conn.send(msg)
                 finally:
                     entry.sending = False
         finally:
             if self._peers.get(peer.id) is entry:
                 del self._peers[peer.id]
-
-    def _handler(self, code: MessageCode) -> Handler:
-        async def handle(conn: ProtocolConnection, payload: bytes) -> None:
-            self._receive(conn, code, payload)
-        return handle
 
     def _own_bucket(self) -> TokenBucket:
         # Made on first use: the clock (trio's) may only be read inside trio.run.
@@ -270,7 +255,7 @@ class ChatService:
     def _announce(self, kind: AnnounceKind) -> None:
         self._own_bucket().spend(self._clock())
         msg = sign(Announce(new_message_id(), self.node_id, self._nick, self._now_ms(),
-                            self._announce_start, kind), self._key)
+                            self._announce_start, kind), self._signer)
         self._route(self.gossip.originate(msg, self._peers), None)
 
     def _route(self, route: Route, source: Source) -> None:
@@ -287,24 +272,9 @@ class ChatService:
                 self.dropped_text += isinstance(dropped, TextMessage)
                 logger.debug("chat: outbox of peer %s full, dropped a message", peer_id.short())
 
-    def _receive(self, conn: ProtocolConnection, code: int, payload: bytes) -> None:
-        # Cheapest checks first: a neighbour's tokens before decoding's result is trusted any
-        # further, the clock and the seen-set before the signature (which costs the most).
-        now = self._clock()
-        ingress = conn.state.get("chat")
-        if not isinstance(ingress, _Ingress):
-            ingress = conn.state["chat"] = _Ingress(self.limits, now)
-        if not ingress.bucket.take(now):
-            self._counts["dropped_peer_rate"] += 1
-            if ingress.strikes.add(now):
-                self._counts["disconnected_flood"] += 1
-                raise ProtocolError(f"chat: over {self.limits.peer_rate:g} messages/s persistently",
-                                    DisconnectReason.SUBPROTOCOL_ERROR)
-            return
-        try:
-            msg = decode(code, payload)
-        except ChatDecodeError as exc:
-            raise ProtocolError(str(exc)) from None
+    async def _receive(self, conn: Session, msg: ChatMessage) -> None:
+        # Cheapest checks first (the neighbour's rate came before decoding, in flow control):
+        # the clock and the seen-set before the signature, which costs the most.
         if abs(msg.timestamp / 1000 - self._wall_clock()) > self.limits.time_window:
             self._counts["dropped_time_window"] += 1
             return

@@ -12,6 +12,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from p2p.messages import Size, Struct, UInt64
 
 MAINNET_NETWORK_ID = 1
 MAINNET_GENESIS_HASH = bytes.fromhex("d4e56740f876aef8c010b86a40d5f56745a118d0906a34e69aec8c0db1cb8fa3")
@@ -44,9 +47,11 @@ MAINNET_FORK_TIMES: tuple[int, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class ForkID:
-    hash: bytes  # 4 bytes
-    next: int
+class ForkID(Struct):
+    """On the wire (in Status): ``[hash, next]``."""
+
+    hash: Annotated[bytes, Size(4)]
+    next: UInt64
 
     def __post_init__(self) -> None:
         if len(self.hash) != 4:

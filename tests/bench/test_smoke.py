@@ -15,9 +15,13 @@ from p2p.cli import bench as bench_cli
 # Keys each benchmark's result must hold; a benchmark not listed here is checked for shape only.
 EXPECTED: dict[str, set[str]] = {
     "rlpx": {"throughput", "handshakes", "goals", "backends"},
-    "peers": {"peak_peers", "messages_per_s", "baseline_messages_per_s", "messages_ratio_to_baseline"},
-    "discovery": set(),
+    "peers": {"peak_peers", "messages_per_s", "baseline_messages_per_s", "messages_ratio_to_baseline",
+              "typed_messages_per_s", "raw_handler_messages_per_s", "typed_us_per_message", "typed_decode_us",
+              "requests_per_s"},
+    "discovery": {"pings_answered_per_s", "v5", "testnet"},
     "nodedb": set(),
+    "crawl": {"verified_per_s", "runs", "nodes"},
+    "dns": {"nodes", "sync", "iterator"},
 }
 
 

@@ -66,7 +66,7 @@ def test_v5_flag_turns_on_discovery_v5_and_is_off_by_default() -> None:
     key = PrivateKey.generate(random.Random(1))
     base = ["node", "--addr", "127.0.0.1:0"]
     on = server_options(build_parser().parse_args([*base, "--v5"]), key)
-    assert on["discovery_config"].v5 is True
-    assert "discovery_config" not in server_options(build_parser().parse_args(base), key)
+    assert on.config.discovery_config is not None and on.config.discovery_config.v5 is True
+    assert server_options(build_parser().parse_args(base), key).config.discovery_config is None
     assert build_parser().parse_args(["bootnode", "--v5"]).v5 is True
     assert build_parser().parse_args(["bootnode"]).v5 is False

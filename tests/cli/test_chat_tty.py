@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from p2p import PrivateKey, open_server
+from p2p import PrivateKey, Signer, open_server, ServerConfig
 from protocols.chat.messages import TextMessage
 from protocols.chat.service import ChatService
 
@@ -88,7 +88,7 @@ async def chat_terminal(nick: str, *args: str) -> AsyncIterator[Terminal]:
 
 def _chat(nick: str) -> tuple[PrivateKey, ChatService]:
     key = PrivateKey.generate()
-    return key, ChatService(key, nick)
+    return key, ChatService(Signer(key), nick)
 
 
 async def _leave_with_ctrl_d(term: Terminal) -> None:
@@ -100,7 +100,7 @@ async def _leave_with_ctrl_d(term: Terminal) -> None:
 async def test_incoming_line_lands_above_what_is_being_typed() -> None:
     key, bob = _chat("bob")
     with trio.fail_after(DEADLINE):
-        async with open_server(key, ("127.0.0.1", 0), [bob.protocol], discovery=False) as server:
+        async with open_server(key, ("127.0.0.1", 0), [bob.protocol], config=ServerConfig(discovery=False)) as server:
             with bob.subscribe() as received:
                 async with chat_terminal("alice", "--staticnodes", server.enode) as alice:
                     # The newcomer sees who is there, with the ID its enode URL shows.

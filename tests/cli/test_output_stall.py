@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from p2p import Node, NodeID, PrivateKey, Protocol, open_server
+from p2p import Node, NodeID, PrivateKey, Signer, Protocol, open_server, ServerConfig
 from p2p.discover.wire import Endpoint, Ping, Pong, decode_packet, encode_packet, expiration_at
 from p2p.testing import JsonLinesProcess, open_json_process
 from protocols.chat.messages import MessageCode, TextMessage, encode, new_message_id, sign
@@ -58,7 +58,7 @@ async def _ping(udp_port: int, tcp_port: int, key: PrivateKey) -> bool:
 
 
 def _chat(key: PrivateKey) -> ChatService:
-    return ChatService(key, "test")
+    return ChatService(Signer(key), "test")
 
 
 def _raw_chat() -> Protocol:
@@ -94,8 +94,8 @@ async def probe_while_stalled(node: JsonLinesProcess) -> Probe:
         conns = []
         for _ in range(FLOODERS):
             key = PrivateKey.generate()
-            flooder = await stack.enter_async_context(open_server(key, ("127.0.0.1", 0), [_raw_chat()],
-                                                                  discovery=False))
+            flooder = await stack.enter_async_context(open_server(key, ("127.0.0.1", 0), [_raw_chat()], config=ServerConfig(
+                discovery=False)))
             with trio.fail_after(DIAL_TIMEOUT):
                 await flooder.connect(listening["enode"])
                 await node.wait_for("peer_added", id=flooder.id.hex())  # the last lines read before the stall
@@ -120,8 +120,8 @@ async def probe_while_stalled(node: JsonLinesProcess) -> Probe:
                 await trio.sleep_until(start + 2.0 + i * (STALL - 3.0) / PINGS)
                 probe.pongs += await _ping(listening["udp"], listening["tcp"], ping_key)
                 if i == 1:
-                    async with open_server(dial_key, ("127.0.0.1", 0), [_chat(dial_key).protocol],
-                                           discovery=False) as dialer:
+                    async with open_server(dial_key, ("127.0.0.1", 0), [_chat(dial_key).protocol], config=ServerConfig(
+                        discovery=False)) as dialer:
                         with trio.move_on_after(DIAL_TIMEOUT):
                             await dialer.connect(listening["enode"])
                             probe.rlpx_accepted = True
@@ -170,8 +170,8 @@ async def test_unread_stdout_does_not_stop_the_node() -> None:
             stalled_at = len(node.events)
             # Reading again: first the lines that were queued; the next event says how many were lost.
             newcomer = PrivateKey.generate()
-            async with trio.open_nursery() as nursery, open_server(
-                    newcomer, ("127.0.0.1", 0), [_chat(newcomer).protocol], discovery=False) as late:
+            async with trio.open_nursery() as nursery, open_server(newcomer, ("127.0.0.1", 0), [_chat(newcomer).protocol], config=ServerConfig(
+                discovery=False)) as late:
                 done = trio.Event()
                 nursery.start_soon(_read_until, node, done)
                 for _ in range(200):

@@ -72,8 +72,8 @@ async def test_text_lines_say_how_many_were_dropped() -> None:
 
 async def test_a_pipe_nobody_reads_never_blocks_the_caller() -> None:
     read_end, write_end = os.pipe()
+    writer = OutputWriter(fd_sink(write_end), as_json=True, limit=100)
     try:
-        writer = OutputWriter(fd_sink(write_end), as_json=True, limit=100)
         writer.start()
         with trio.fail_after(WAIT):  # each emit returns at once; a blocking write would hang here
             for i in range(5000):
@@ -84,6 +84,9 @@ async def test_a_pipe_nobody_reads_never_blocks_the_caller() -> None:
             await writer.aclose(timeout=0.2)
     finally:
         os.close(read_end)  # the writer thread, blocked in write, gets EPIPE and ends
+        # ... before its descriptor is closed: a number reused by the next test's pipe would
+        # otherwise receive the rest of this writer's batch
+        await writer.aclose(timeout=WAIT)
         os.close(write_end)
 
 

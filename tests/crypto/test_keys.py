@@ -7,6 +7,7 @@ import random
 import stat
 from pathlib import Path
 
+import coincurve
 import pytest
 from Crypto.Hash import keccak as pycryptodome_keccak
 from hypothesis import given, settings
@@ -228,6 +229,17 @@ def test_sign_recover_round_trip(secret: int, msg_hash: bytes) -> None:
     other = bytes([msg_hash[0] ^ 1]) + msg_hash[1:]
     assert not key.public_key.verify(compact, other)
     assert recover(other, sig) != key.public_key
+
+
+@settings(max_examples=25)
+@given(secret=st.integers(1, SECP256K1_N - 1), msg_hash=st.binary(min_size=32, max_size=32))
+def test_keys_and_signatures_match_coincurve(secret: int, msg_hash: bytes) -> None:
+    # PrivateKey calls libsecp256k1 itself (no x-only key); coincurve's own key is the reference.
+    raw = secret.to_bytes(32, "big")
+    reference = coincurve.PrivateKey(raw)
+    key = PrivateKey(raw)
+    assert key.public_key.to_bytes() == reference.public_key.format(compressed=False)[1:]
+    assert key.sign(msg_hash) == reference.sign_recoverable(msg_hash, hasher=None)
 
 
 def test_signatures_are_deterministic_and_low_s(key: PrivateKey) -> None:

@@ -55,9 +55,35 @@ async def test_bootnode_prints_listening_then_node_added() -> None:
                     if ev["event"] == "node_added" and ev["id"] == disc.local_id.hex():
                         break
                 assert Node.from_url(ev["enode"]).udp_port == disc.udp_port
+                assert ev["via"] == "v4"
                 # and it answers queries: it knows us
                 found = await disc.find_node(boot, our_key.public_key.to_bytes())
                 assert disc.local_id in {n.id for n in found}
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_bootnode_says_a_node_found_over_v5_came_via_v5() -> None:
+    boot_key, our_key = KEYS
+    cmd = [sys.executable, "-m", "p2p", "bootnode", "--nodekeyhex", boot_key.to_hex(), "--addr", "127.0.0.1:0",
+           "--v5", "--json"]
+    with trio.fail_after(30):
+        proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            lines = Lines(proc.stdout)
+            first = await lines.next_json()
+            boot = Node.from_enr(ENR.from_text(first["enr"]))
+            config = DiscoveryConfig(refresh_on_start=False, revalidate=False, v4=False, v5=True)
+            async with open_discovery(our_key, config=config) as disc:
+                assert disc.v5 is not None
+                await disc.v5.ping(boot)  # our handshake puts us in its table, over v5 alone
+                while True:
+                    ev = await lines.next_json()
+                    if ev["event"] == "node_added" and ev["id"] == disc.local_id.hex():
+                        break
+                assert ev["via"] == "v5"
         finally:
             proc.kill()
             await proc.wait()

@@ -107,8 +107,8 @@ async def test_flood_from_many_senders_is_survived() -> None:
                         await s.sendto(data, ("127.0.0.1", target.udp_port))
                         if i % 50 == 49:
                             await trio.sleep(0)  # interleave the senders
-                            assert target._pending_count <= target.config.max_pending
-                            assert target._background <= target.config.max_background
+                            assert target.v4.pending <= target.config.max_pending
+                            assert target.v4.background <= target.config.max_background
 
             async with trio.open_nursery() as n:
                 n.start_soon(keep_pinging)
@@ -134,8 +134,8 @@ async def test_flood_from_many_senders_is_survived() -> None:
                            "unknown_type", "unknown_node"):
                 assert stats.drops[reason] > 0, reason
             assert answered and failed == 0
-            assert target._pending_count <= target.config.max_pending
-            assert target._background <= target.config.max_background
+            assert target.v4.pending <= target.config.max_pending
+            assert target.v4.background <= target.config.max_background
             assert growth < 40e6
             # and it still serves: a fresh bond works
             await peer.ping(target.local_node)

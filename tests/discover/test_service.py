@@ -143,7 +143,7 @@ async def test_pong_token_must_match_our_ping() -> None:
                                     expiration_at(time.time())), ("127.0.0.1", a.udp_port))
             assert isinstance(outcome[0], RequestTimeout)
             assert a.stats.drops["unsolicited_reply"] == 1
-            assert not a._bonded(raw.node.id, raw.node.ip)
+            assert not a.v4.bonded(raw.node.id, raw.node.ip)
             # the right token bonds
             async with trio.open_nursery() as n:
                 n.start_soon(ping)
@@ -151,7 +151,7 @@ async def test_pong_token_must_match_our_ping() -> None:
                 await raw.send(Pong(Endpoint(ip("127.0.0.1"), a.udp_port, 0), req.hash,
                                     expiration_at(time.time())), ("127.0.0.1", a.udp_port))
             assert isinstance(outcome[1], Pong)
-            assert a._bonded(raw.node.id, raw.node.ip)
+            assert a.v4.bonded(raw.node.id, raw.node.ip)
 
 
 async def test_unsolicited_replies_are_ignored() -> None:
@@ -164,7 +164,7 @@ async def test_unsolicited_replies_are_ignored() -> None:
             await raw.send(ENRResponse(b"\x03" * 32, ENR.build(KEYS[5]).to_rlp()), to)
             await until(lambda: a.stats.drops["unsolicited_reply"] == 3)
             assert len(a.table) == 0
-            assert a._db.last_pong_received(raw.node.id, raw.node.ip) == 0
+            assert a.nodedb.last_pong_received(raw.node.id, raw.node.ip) == 0
 
 
 async def test_findnode_failures_recorded_and_node_dropped_at_five() -> None:
@@ -188,7 +188,7 @@ async def test_findnode_failures_recorded_and_node_dropped_at_five() -> None:
                 for i in range(1, 6):
                     result = await a.lookup_detailed()
                     assert result.queries == 1 and result.failures == 1
-                    assert a._db.find_fails(raw.node.id, raw.node.ip) == i
+                    assert a.nodedb.find_fails(raw.node.id, raw.node.ip) == i
                     assert (raw.node.id in a.table) == (i < 5)
                 removed = [ev for ev in [await events.__anext__()] if isinstance(ev, NodeRemoved)]
                 assert removed and removed[0].node.id == raw.node.id
@@ -200,11 +200,11 @@ async def test_findnode_success_resets_failures() -> None:
         async with node(0) as a, node(1) as b:
             await a.ping(b.local_node)
             await until(lambda: b.local_id in a.table and a.local_id in b.table)
-            a._db.update_find_fails(b.local_id, b.local_node.ip, 3)
+            a.nodedb.update_find_fails(b.local_id, b.local_node.ip, 3)
             found = await a.find_node(b.local_node, KEYS[7].public_key.to_bytes())
             assert [n.id for n in found] == [a.local_id]  # b knows only a
             await a.lookup_detailed(KEYS[7].public_key)
-            assert a._db.find_fails(b.local_id, b.local_node.ip) == 0
+            assert a.nodedb.find_fails(b.local_id, b.local_node.ip) == 0
 
 
 async def test_enr_request_served_only_to_bonded() -> None:
@@ -244,7 +244,7 @@ async def test_newer_enr_fetched_when_seq_grows() -> None:
             await until(lambda: a.table.get(b.local_id).enr.seq == 2)  # type: ignore[union-attr]
             assert a.table.get(b.local_id).enr.get("foo") == b"bar"  # type: ignore[union-attr]
             assert a.stats.packets_out["enr_request"] == before + 1
-            assert a._db.node(b.local_id).enr.seq == 2  # type: ignore[union-attr]
+            assert a.nodedb.node(b.local_id).enr.seq == 2  # type: ignore[union-attr]
             # same seq again: no new request
             await b.ping(a.local_node)
             await trio.sleep(0.1)
@@ -269,7 +269,7 @@ async def test_neighbors_with_bad_entries_are_skipped() -> None:
                 assert find.packet.target == KEYS[11].public_key.to_bytes()  # type: ignore[union-attr]
                 await raw.send(Neighbors(entries, expiration_at(time.time())), ("127.0.0.1", a.udp_port))
 
-            a._db.update_last_ping_received(raw.node.id, raw.node.ip, time.time())  # skip bonding
+            a.nodedb.update_last_ping_received(raw.node.id, raw.node.ip, time.time())  # skip bonding
             async with trio.open_nursery() as n:
                 n.start_soon(serve)
                 found = await a.find_node(raw.node, KEYS[11].public_key.to_bytes())
@@ -387,7 +387,7 @@ async def test_random_nodes_reads_new_table_entries_before_looking_up() -> None:
 
 
 def test_neighbor_entries_are_parsed_once() -> None:
-    from p2p.discover.service import _entry_node
+    from p2p.discover.v4 import _entry_node
     from p2p.discover.wire import NeighborEntry
 
     key = make_keys(1, seed=6)[0]
@@ -429,3 +429,21 @@ async def test_random_nodes_waits_for_the_first_self_lookup() -> None:
                 assert offered == [] and a.stats.lookups == 0
             # Offered only once the lookup had ended (the silent bootnode stays in the table).
             assert offered == [(boot.id, True)]
+
+
+async def test_discovery_signs_with_the_given_local_node() -> None:
+    from p2p.enode import LocalNode
+
+    with trio.fail_after(10):
+        local = LocalNode(KEYS[10])
+        local.set("x", b"\x01")
+        async with node(10, local=local) as a, node(11) as b:
+            assert a.enr is local.record and local.record.udp == a.udp_port
+            assert local.record.get("x") == b"\x01"  # discovery added to the record, replaced nothing
+            local.set("x", b"\x02")  # a change made elsewhere reaches peers: the next Pong says so
+            pong = await b.ping(a.local_node)
+            assert pong.enr_seq == local.seq == a.enr.seq
+            assert (await b.request_enr(a.local_node)).get("x") == b"\x02"
+            with pytest.raises(ValueError):
+                async with node(11, local=LocalNode(KEYS[0])):
+                    pass

@@ -265,3 +265,37 @@ def test_added_at_uses_injected_clock(by_bucket: dict[int, list[PrivateKey]]) ->
     n = loopback_node(by_bucket[16][0], 1)
     t.add_seen(n)
     assert t.entry(n.id).added_at == 4242.0  # type: ignore[union-attr]
+
+
+def test_entries_remember_the_protocols_they_came_through() -> None:
+    t = make_table()
+    rng = random.Random(5)
+    a, b = (loopback_node(PrivateKey.generate(rng), 30000 + i) for i in range(2))
+    assert t.add_seen(a, "v5") and t.add_verified(b)  # v4 by default
+    assert [(type(e).__name__, e.via) for e in t.pop_events()] == [("NodeAdded", "v5"), ("NodeAdded", "v4")]
+    assert t.protocols(a.id) == {"v5"} and t.protocols(b.id) == {"v4"}
+    t.add_verified(a, "v4")  # later verified over v4 too: it keeps the protocol that found it
+    assert t.protocols(a.id) == {"v4", "v5"}
+    assert sorted(t.members(), key=lambda m: m[1]) == sorted([(t.get(a.id), "v5"), (t.get(b.id), "v4")],
+                                                             key=lambda m: m[1])
+    t.remove(a.id)
+    removed = t.pop_events()
+    assert len(removed) == 1 and removed[0].via == "v5"
+    assert t.protocols(a.id) == frozenset()
+
+
+def test_a_protocol_that_fails_an_entry_known_through_another_only_stops_using_it() -> None:
+    t = make_table()
+    rng = random.Random(6)
+    both, v4_only = (loopback_node(PrivateKey.generate(rng), 30100 + i) for i in range(2))
+    t.add_seen(both, "v5")
+    t.add_seen(both, "v4")
+    t.add_seen(v4_only, "v4")
+    t.pop_events()
+    assert t.remove_protocol(both.id, "v4") is None  # still reachable over v5: kept
+    assert both.id in t and t.protocols(both.id) == {"v5"}
+    assert t.pop_events() == []
+    assert t.remove_protocol(v4_only.id, "v4") == v4_only  # known through nothing else: dropped
+    assert v4_only.id not in t
+    assert [type(e).__name__ for e in t.pop_events()] == ["NodeRemoved"]
+    assert t.remove_protocol(v4_only.id, "v4") is None

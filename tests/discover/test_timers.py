@@ -94,7 +94,7 @@ async def test_full_table_keeps_the_normal_interval(autojump_clock: trio.testing
 
 async def test_reply_wait_is_extended_by_the_loop_lateness(autojump_clock: trio.testing.MockClock) -> None:
     """A deadline whose wake-up came late (a busy loop) waits once more; a punctual one does not."""
-    from p2p.discover.service import wait_reply
+    from p2p.discover.reply import wait_reply
 
     async def run(busy: float) -> tuple[bool, float]:
         event = trio.Event()
@@ -159,3 +159,42 @@ async def test_refresh_skips_random_lookups_behind_a_lookup_backlog(autojump_clo
             assert boot.local_id in a.table
             assert a.stats.drops["refresh_lookup_skipped"] == 3
             others.cancel_scope.cancel()
+
+
+async def test_a_table_filled_and_emptied_again_and_again_costs_one_self_lookup_a_minute(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """An attacker's nodes bond with us (their Pings fill our table past double its size),
+    then vanish, over and over: we look ourselves up for the regrown table at most once per
+    REGROWN_MIN_INTERVAL, and an honest node keeps getting its Pongs meanwhile."""
+    from contextlib import AsyncExitStack
+
+    from p2p.discover.tablemaint import REGROWN_MIN_INTERVAL
+
+    quiet = DiscoveryConfig(refresh_on_start=False, revalidate=False)
+    config = DiscoveryConfig(revalidate=False, refresh_random_lookups=0, small_table_refresh=None)
+    attacker_keys = make_keys(40, seed=31)
+    cycles, cycle_seconds = 8, 10.0
+    with trio.fail_after(3600):
+        async with open_discovery(KEYS[0], config=quiet) as honest, \
+                open_discovery(KEYS[1], bootnodes=(honest.local_node,), config=config) as a:
+            await trio.sleep(5)
+            assert a.maintenance.self_lookups == 1
+            t0 = trio.current_time()
+            for _ in range(cycles):
+                async with AsyncExitStack() as stack:
+                    attackers = [await stack.enter_async_context(open_discovery(k, config=quiet))
+                                 for k in attacker_keys]
+                    for attacker in attackers:
+                        await attacker.ping(a.local_node)
+                    await trio.sleep(1)  # a pinged them back and added them
+                    assert len(a.table) >= 32
+                    await honest.ping(a.local_node)  # still answered during the flood
+                # they are gone; revalidation (off here) would drop them: drop them now
+                for attacker in attackers:
+                    a.table.remove(attacker.local_id)
+                await trio.sleep(cycle_seconds)
+            elapsed = trio.current_time() - t0
+            regrown = a.maintenance.self_lookups - 1
+            print(f"{cycles} fill-and-empty cycles in {elapsed:.0f} virtual s: {regrown} self lookups")
+            assert 1 <= regrown <= 1 + elapsed // REGROWN_MIN_INTERVAL
+            await honest.ping(a.local_node)

@@ -13,8 +13,8 @@ import trio.testing
 
 from p2p.crypto import PrivateKey
 from p2p.discover.errors import RequestTimeout
-from p2p.discover.table import Table
-from p2p.discover.transport import MemoryNetwork, open_udp_transport
+from p2p.discover.table import V5, Table
+from p2p.discover.transport import MemoryEndpoint, MemoryNetwork, open_udp_transport
 from p2p.discover.v5 import (
     MAX_MESSAGE_SIZE,
     REQUEST_TIMEOUT,
@@ -122,7 +122,7 @@ async def test_findnode_answers_asked_distances_in_packets_that_fit(autojump_clo
         near = [_record_at(b.local_id, 256 - i % 2, rng, i, pad=120) for i in range(20)]
         far = _record_at(b.local_id, 254, rng, 99)
         for r in [*near, far]:
-            b.table.add_seen(Node.from_enr(r))
+            b.table.add_seen(Node.from_enr(r), V5)
         found = await a.findnode_records(members[1].node, (256, 255))
         # 16 at most, each at an asked distance, none of the one at 254
         assert len(found) == 16
@@ -348,7 +348,7 @@ async def test_shared_socket_hand_off_of_non_v4_packets() -> None:
             async def send(data: bytes, addr: tuple[str, int]) -> None:
                 await sock.send(data, addr)
 
-            inbox = InboxTransport(sock.local_address, send)
+            inbox = InboxTransport(sock.local_address, send, send_nowait=sock.send_nowait)
             v4_packets = 0
 
             async def demux() -> None:
@@ -375,3 +375,47 @@ async def test_shared_socket_hand_off_of_non_v4_packets() -> None:
                     assert shared.stats.packets_in["handshake"] == 1 and v4_packets == 0
                     assert inbox.dropped == 0
                 n.cancel_scope.cancel()
+
+
+class _FullSendBuffer:
+    """A memory endpoint whose send buffer can be made full: ``send_nowait`` raises
+    ``BlockingIOError`` as a non-blocking socket's ``sendto`` would."""
+
+    def __init__(self, endpoint: MemoryEndpoint) -> None:
+        self._ep = endpoint
+        self.full = False
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._ep.local_address
+
+    def send_nowait(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.full:
+            raise BlockingIOError("send buffer full")
+        self._ep.send_nowait(data, addr)
+
+    async def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.send_nowait(data, addr)
+        await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> tuple[bytes, tuple[str, int]]:
+        return await self._ep.receive()
+
+
+async def test_answers_never_wait_for_a_full_send_buffer(autojump_clock: trio.testing.MockClock) -> None:
+    """Replies go out from the receive path without waiting: with the send buffer full the
+    PONG is dropped and counted, and the engine goes on reading and answering."""
+    rng = random.Random(21)
+    net = MemoryNetwork()
+    ma, mb = member(net, 0, rng), member(net, 1, rng)
+    b_transport = _FullSendBuffer(mb.endpoint)
+    async with run(ma, seed=1) as a, \
+            open_v5(b_transport, mb.key, mb.record, config=V5Config(rng=random.Random(2))) as b:
+        await a.ping(mb.node)
+        b_transport.full = True
+        with pytest.raises(RequestTimeout):
+            await a.ping(mb.node)
+        assert b.stats.drops["v5_send_buffer_full"] == 1 and b.stats.packets_in["ping"] == 2
+        b_transport.full = False
+        await a.ping(mb.node)
+        assert b.stats.packets_out["pong"] == 2

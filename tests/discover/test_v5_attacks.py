@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 from p2p.crypto import PrivateKey
+from p2p.discover.table import V5
 from p2p.discover.transport import MemoryEndpoint, MemoryNetwork, open_udp_transport
 from p2p.discover.v5 import V5Config, V5Protocol, open_v5
 from p2p.discover.v5wire import (
@@ -39,6 +40,7 @@ from p2p.discover.v5wire.packet import (
     handshake_authdata,
     header_data,
     message_authdata,
+    whoareyou_authdata,
 )
 from p2p.discover.wire import encode_rlp
 from p2p.enode import ENR, Node, NodeID, log_distance
@@ -305,6 +307,34 @@ async def test_malicious_nodes_answers(autojump_clock: trio.testing.MockClock) -
             assert trio.current_time() - t0 == pytest.approx(v5.config.request_timeout)
             assert v5.stats.drops["v5_nodes_total_capped"] == 1
             n.cancel_scope.cancel()
+
+
+async def test_whoareyou_to_a_full_nodes_answer_is_dropped(autojump_clock: trio.testing.MockClock) -> None:
+    """A NODES answer packed to fill a session packet has no room for the handshake fields;
+    a WHOAREYOU that challenges it once made the engine raise out of its receive loop."""
+    async with setup() as (net, victim, v5, raw):
+        rng = random.Random(11)
+        added = 0
+        for _ in range(20_000):
+            if added == 16:
+                break
+            key = PrivateKey.generate(rng)
+            record = ENR.build(key, 1, ip="127.9.2.%d" % (added + 1), udp=PORT, extra={"pad": b"x" * 60})
+            if log_distance(victim.record.node_id, record.node_id) == 256:
+                added += v5.table.add_seen(Node.from_enr(record), V5) is not None
+        vid, vaddr = victim.record.node_id, victim.endpoint.local_address
+        await raw.handshake(victim)
+        await raw.ep.send(raw.codec.encode(vid, vaddr, FindNode(b"\x02", (256,))).data, vaddr)
+        answer = await raw.recv()
+        # the handshake adds sizes, signature, ephemeral key and our record (seq 0 is asked)
+        assert answer is not None and len(answer) + 2 + 64 + 33 + len(victim.record.to_rlp()) > 1280
+        nonce = decode_packet(answer, raw.node.id).header.nonce
+        challenge = header_data(rng.randbytes(16), Header(Flag.WHOAREYOU, nonce, whoareyou_authdata(rng.randbytes(16), 0)))
+        await raw.ep.send(encode_packet(vid, challenge, b""), vaddr)
+        await trio.sleep(0.5)
+        assert v5.stats.drops["v5_handshake_too_large"] == 1
+        await raw.drain()
+        await still_answers(raw, victim)
 
 
 async def test_whoareyou_flood_from_one_ip_is_rate_limited(autojump_clock: trio.testing.MockClock) -> None:

@@ -48,7 +48,7 @@ from p2p.discover.v5wire import (
     decode_message,
     encode_message,
 )
-from p2p.discover.v5wire.crypto import encrypt_gcm
+from p2p.discover.v5wire.crypto import GCM_TAG_SIZE, encrypt_gcm
 from p2p.discover.v5wire.messages import nodes_message_size
 from p2p.discover.v5wire.packet import (
     MAX_PACKET_SIZE,
@@ -523,3 +523,18 @@ def test_fuzz_mutated_valid_packets(which: int, flips: list[tuple[int, int]]) ->
     for pos, value in flips:
         plain[16 + pos % (len(plain) - 16)] = value
     _decode_or_typed_error(pair.b, encode_packet(pair.b.local_id, bytes(plain), b""))
+
+
+@pytest.mark.parametrize("iv", [bytes(16), bytes(8) + b"\xff" * 8, b"\x00" * 7 + b"\x01" + b"\xff" * 7 + b"\xfe",
+                                b"\xff" * 16, bytes(range(16))])
+def test_header_masking_is_aes_ctr_also_where_the_counter_carries(iv: bytes) -> None:
+    """The masking keystream is AES-128-CTR with a 128-bit counter: the same bytes as
+    OpenSSL's CTR, also for IVs whose low 64 bits (or all 128) wrap within the header."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    dest = bytes(range(100, 132))
+    head = header_data(iv, Header(Flag.HANDSHAKE, bytes(12), bytes(range(200))))
+    packet = encode_packet(dest, head, bytes(GCM_TAG_SIZE))
+    ctr = Cipher(algorithms.AES(dest[:16]), modes.CTR(iv)).encryptor()
+    assert packet[16:len(head)] == ctr.update(head[16:]) + ctr.finalize()
+    assert decode_packet(packet, dest).header_data == head

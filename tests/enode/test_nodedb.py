@@ -14,7 +14,8 @@ import trio.testing
 from p2p.crypto import PrivateKey
 from p2p.enode.enr import ENR
 from p2p.enode.node import Node, NodeID
-from p2p.enode.nodedb import MemoryStore, NodeDB, NodeDBAlreadyServing, NodeDBClosed, encode_record
+from p2p.enode.expiry import ExpiryOwned, expiring, run_expiry
+from p2p.enode.nodedb import MemoryStore, NodeDB, NodeDBClosed, SharedBytes, encode_record
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
@@ -180,7 +181,7 @@ def test_use_after_close_raises(db_path: str | None, rng: random.Random) -> None
     assert d.closed
     for call in (lambda: d.node(node.id), lambda: d.update_node(node), lambda: d.query_seeds(3, 10),
                  lambda: d.last_pong_received(node.id, node.ip), lambda: d.delete_node(node.id),
-                 lambda: d.local_seq(), d.ensure_expirer, d.expire_nodes):
+                 lambda: d.local_seq(), d.mark_bonded, d.expire_nodes):
         with pytest.raises(NodeDBClosed):
             call()
 
@@ -291,7 +292,7 @@ def test_expire_nodes_sync(db: NodeDB, clock: FakeClock, rng: random.Random) -> 
     assert db.last_pong_received(young.id, other_ip) == 0 and db.find_fails(young.id, other_ip) == 0
 
 
-async def test_expirer_starts_only_after_ensure_and_spares_self(
+async def test_expiry_starts_only_once_bonded_and_spares_self(
         db_path: str | None, rng: random.Random, autojump_clock: trio.testing.MockClock) -> None:
     nodes = make_nodes(rng, 5)
     ids = [n.id for n in nodes]
@@ -302,13 +303,14 @@ async def test_expirer_starts_only_after_ensure_and_spares_self(
             d.set_self(me.id)
             for n in nodes:
                 d.update_last_pong_received(n.id, n.ip, trio.current_time())
-            async with d.serving():
+            async with expiring(d):
                 assert not d.expirer_running
-                await trio.sleep(1000)  # well past expiration: nothing is deleted before ensure_expirer
+                await trio.sleep(1000)  # well past expiration: nothing is deleted before mark_bonded
                 assert sorted(n.id for n in d.iter_nodes()) == sorted(ids)
                 d.update_last_pong_received(nodes[1].id, nodes[1].ip, trio.current_time())
-                d.ensure_expirer()
-                d.ensure_expirer()  # idempotent
+                d.mark_bonded()
+                d.mark_bonded()  # idempotent
+                await trio.testing.wait_all_tasks_blocked()
                 assert d.expirer_running
                 await trio.sleep(61)  # one cycle: the stale ones go; the fresh one and self stay
                 assert sorted(n.id for n in d.iter_nodes()) == sorted([ids[0], ids[1]])
@@ -317,17 +319,18 @@ async def test_expirer_starts_only_after_ensure_and_spares_self(
             assert not d.expirer_running
 
 
-async def test_ensure_expirer_before_serving_starts_when_served(
+async def test_bonded_before_the_owner_starts_expires_when_it_runs(
         rng: random.Random, autojump_clock: trio.testing.MockClock) -> None:
     nodes = make_nodes(rng, 2)
     with trio.fail_after(10_000):
         with NodeDB.open(None, clock=trio.current_time, expiration=10.0, cleanup_interval=5.0) as d:
             d.update_nodes(nodes)
-            d.ensure_expirer()
+            d.mark_bonded()
             assert not d.expirer_running
             await trio.sleep(100)
-            assert len(list(d.iter_nodes())) == 2  # nothing runs outside serving()
-            async with d.serving():
+            assert len(list(d.iter_nodes())) == 2  # the store is passive: nothing runs without an owner
+            async with expiring(d):
+                await trio.testing.wait_all_tasks_blocked()
                 assert d.expirer_running
                 await trio.sleep(6)
                 assert list(d.iter_nodes()) == []
@@ -338,14 +341,14 @@ async def test_close_stops_the_expirer(rng: random.Random, autojump_clock: trio.
         d = NodeDB.open(None, clock=trio.current_time, expiration=10.0, cleanup_interval=5.0)
         d.update_nodes(make_nodes(rng, 3))
         went_on = False
-        async with d.serving():
-            d.ensure_expirer()
+        async with expiring(d):
+            d.mark_bonded()
             await trio.sleep(1)
             assert d.expirer_running
             d.close()
-            await trio.sleep(100)  # the expirer is cancelled, it never touches the closed store
-            assert not d.expirer_running
-            went_on = True  # closing stops the expirer only, not the task that serves the database
+            await trio.sleep(100)  # the owner stops at its next cycle, never touching the closed store
+            assert not d.expirer_running and d.expiry_owner is None
+            went_on = True  # closing stops the expiry only, not the task that opened the database
         assert went_on
 
 
@@ -360,8 +363,8 @@ async def test_expirer_on_a_large_store_yields_to_other_tasks(
             d.update_nodes(nodes)
             store = d._store
             assert isinstance(store, MemoryStore)
-            async with d.serving():
-                d.ensure_expirer()
+            async with expiring(d):
+                d.mark_bonded()
                 await trio.sleep(50.0)  # the scan starts now, along with this task
                 for _ in range(200):  # bounded: watch the store while the expiry scan runs
                     sizes.append(len(store._data))
@@ -371,13 +374,99 @@ async def test_expirer_on_a_large_store_yields_to_other_tasks(
     assert any(1 < size < 1200 for size in sizes), sizes[:5]
 
 
-async def test_serving_twice_is_a_typed_runtime_error() -> None:
+async def test_expiry_has_one_owner() -> None:
     with trio.fail_after(5):
         with NodeDB.open(None) as d:
-            async with d.serving():
-                with pytest.raises(NodeDBAlreadyServing) as info:
-                    async with d.serving():
-                        pass  # pragma: no cover
-                assert isinstance(info.value, RuntimeError)
-            async with d.serving():  # free again once the first owner left
-                pass
+            async with expiring(d):
+                with pytest.raises(ExpiryOwned):
+                    await run_expiry(d)
+            assert d.expiry_owner is None
+            async with expiring(d):  # free again once the first owner left
+                assert d.expiry_owner is not None
+
+
+def test_memory_store_churn_holds_no_memory_and_keeps_order() -> None:
+    import tracemalloc
+
+    store = MemoryStore()
+    store.put(b"keep", b"1")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(50_000):  # short-lived keys, never seen by a seek
+            key = b"churn%06d" % i
+            store.put(key, b"x")
+            store.delete(key)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024  # 50,000 dead keys kept until a seek would be ~2.5 MB
+    store.put(b"b", b"2")
+    store.put(b"a", b"1")
+    store.delete(b"b")
+    store.put(b"b", b"3")  # deleted and put again while pending: listed once
+    assert list(store.iterator()) == [(b"a", b"1"), (b"b", b"3"), (b"keep", b"1")]
+    store.delete(b"a")
+    assert list(store.iterator(prefix=b"a")) == []
+
+
+def _many_databases_memory(nodes: list[Node], databases: int, shared: SharedBytes | None) -> int:
+    """Bytes held by ``databases`` in-memory databases that each store ``nodes`` and a pong each."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        dbs = [NodeDB.open(None, clock=FakeClock(1_000_000.0 + i), shared=shared) for i in range(databases)]
+        for i, d in enumerate(dbs):
+            d.update_nodes(nodes)
+            for node in nodes:
+                d.update_last_pong_received(node.id, node.ip, 1_000_000.0 + i)
+        held = tracemalloc.get_traced_memory()[0] - before
+        for d in dbs:
+            d.close()
+    finally:
+        tracemalloc.stop()
+    return held
+
+
+def test_databases_of_one_process_share_equal_keys_and_records() -> None:
+    rng = random.Random(8)
+    nodes = [make_node(rng, i, enr_seq=1)[1] for i in range(60)]
+    shared = SharedBytes()
+    a, b = (NodeDB.open(None, shared=shared) for _ in range(2))
+    for d in (a, b):
+        d.update_nodes(nodes)
+        d.update_last_pong_received(nodes[0].id, nodes[0].ip, 5.0)
+    assert [n.enr for n in a.iter_nodes()] == [n.enr for n in b.iter_nodes()]
+    entries = len(shared)
+    c = NodeDB.open(None, shared=shared)
+    c.update_nodes(nodes)
+    assert len(shared) == entries  # a third database storing the same nodes adds no copy
+    assert c.last_pong_received(nodes[0].id, nodes[0].ip) == 0.0  # the values stay each one's own
+    assert b.last_pong_received(nodes[0].id, nodes[0].ip) == 5.0
+    # what sharing saves: 100 databases of a testnet process that know the same 60 nodes
+    own = _many_databases_memory(nodes, 100, None)
+    common = _many_databases_memory(nodes, 100, SharedBytes())
+    print(f"100 databases of 60 nodes: {own / 100 / 1024:.1f} KiB each alone, {common / 100 / 1024:.1f} shared")
+    assert common < 0.6 * own
+
+
+def test_shared_bytes_is_bounded_and_starts_over_when_full() -> None:
+    shared = SharedBytes(max_entries=3)
+    first = b"record-%d" % 1
+    assert shared(first) is first
+    assert shared(b"record-%d" % 1) is first  # an equal value comes back as the first copy
+    for i in range(2, 5):
+        shared(b"record-%d" % i)
+    assert len(shared) <= 3 and shared.restarts == 1
+    again = b"record-%d" % 1
+    assert shared(again) == first  # still equal; sharing of what came before the restart stops
+    shared = SharedBytes()
+    store_a, store_b = MemoryStore(shared), MemoryStore(shared)
+    value = bytes(range(100))
+    store_a.put(b"k", value)
+    store_b.put(b"k", bytes(range(100)))
+    assert store_a.get(b"k") is store_b.get(b"k")
+    store_b.put(b"t", b"short")  # short values (times, counters) are never shared
+    assert store_b.get(b"t") == b"short"

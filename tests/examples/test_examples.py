@@ -54,11 +54,14 @@ async def test_embed_in_trio(capsys) -> None:  # type: ignore[no-untyped-def]
     assert "node saw 1 peer(s)" in capsys.readouterr().out
 
 
-def tutorial_steps() -> list[str]:
-    """For each code block of the tutorial, the program made of all blocks up to it, where
-    only the last block keeps its ``if __name__ == "__main__":`` part."""
-    blocks = re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(), flags=re.S)
-    assert len(blocks) >= 5
+def tutorial_steps(part: int = 1) -> list[str]:
+    """For each code block of the tutorial's ``part`` (each part is its own program), the
+    program made of all that part's blocks up to it, where only the last block keeps its
+    ``if __name__ == "__main__":`` part."""
+    parts = TUTORIAL.read_text().split("\n# Part 2")
+    assert len(parts) == 2
+    blocks = re.findall(r"```python\n(.*?)```", parts[part - 1], flags=re.S)
+    assert len(blocks) >= 4
     main_guard = re.compile(r'\nif __name__ == "__main__":\n(?:    .*\n?)+')
     programs = []
     for i in range(len(blocks)):
@@ -70,8 +73,21 @@ def tutorial_steps() -> list[str]:
 def test_tutorial_steps_run(tmp_path: Path) -> None:
     expected = ["step 1: the codec works", "step 2: Protocol(tally/1, length=2)", "step 3: run is run",
                 "step 4: A's totals [10], B was told [1, 3, 6, 10]", "step 5: the rude peer was removed"]
-    for i, program in enumerate(tutorial_steps()):
-        path = tmp_path / f"tally_step{i + 1}.py"
+    _run_steps(tmp_path, "tally", tutorial_steps(1), expected)
+
+
+def test_tutorial_part2_typed_request_response_steps_run(tmp_path: Path) -> None:
+    expected = ["rejected: bad Publish: field number: integer with a leading zero byte\nstep 6: typed messages work",
+                "step 7: Protocol(phone/1, length=3) handles codes [0, 1, 2]",
+                "step 8: alice=5551234, bob=unknown",
+                "step 9: silent peer: no answer within 0.5 s; flooder removed: subprotocol error, kept "]
+    _run_steps(tmp_path, "phone", tutorial_steps(2), expected)
+
+
+def _run_steps(tmp_path: Path, name: str, programs: list[str], expected: list[str]) -> None:
+    assert len(programs) == len(expected)
+    for i, program in enumerate(programs):
+        path = tmp_path / f"{name}_step{i + 1}.py"
         path.write_text(program)
         proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
                               timeout=STEP_TIMEOUT, cwd=ROOT)

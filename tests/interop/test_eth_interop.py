@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from p2p import DisconnectReason, PeerAdded, PeerRemoved, PrivateKey, open_server
+from p2p import DisconnectReason, PeerAdded, PeerRemoved, PrivateKey, open_server, ServerConfig
 from p2p.testing import JsonLinesProcess, open_json_process
 from protocols.eth import MAINNET, MAINNET_GENESIS, MAINNET_GENESIS_HASH, Chain, EthService
 
@@ -30,7 +30,7 @@ async def test_status_agrees_and_headers_are_served() -> None:
     key = PrivateKey.generate()
     eth = EthService(Chain.build(MAINNET_GENESIS, 10), MAINNET)
     with trio.fail_after(TEST_DEADLINE):
-        async with open_server(private_key=key, protocols=[eth.protocol], discovery=False) as server:
+        async with open_server(private_key=key, protocols=[eth.protocol], config=ServerConfig(discovery=False)) as server:
             with server.events() as events:
                 async with js_peer(server.tcp_port, key.public_key.to_bytes().hex(), "--request") as js:
                     status = await js.wait_for("status")
@@ -61,7 +61,7 @@ async def test_different_genesis_disconnects() -> None:
     eth = EthService(Chain.build(MAINNET_GENESIS, 3), MAINNET)
     other_genesis = "11" * 32
     with trio.fail_after(TEST_DEADLINE):
-        async with open_server(private_key=key, protocols=[eth.protocol], discovery=False) as server:
+        async with open_server(private_key=key, protocols=[eth.protocol], config=ServerConfig(discovery=False)) as server:
             with server.events() as events:
                 async with js_peer(server.tcp_port, key.public_key.to_bytes().hex(), "--genesis", other_genesis) as js:
                     removed = await js.wait_for("removed")

@@ -12,7 +12,7 @@ from typing import Any
 import rlp
 import trio
 
-from p2p import DisconnectReason, PeerAdded, PeerRemoved, Protocol, ProtocolConnection, open_server
+from p2p import DisconnectReason, PeerAdded, PeerRemoved, Protocol, ProtocolConnection, open_server, ServerConfig
 from p2p.crypto import PublicKey
 from p2p.enode import Node, NodeID
 from p2p.hello import MessageCode
@@ -89,7 +89,7 @@ async def check_session(server: Server, js: JsonLinesProcess, js_id: NodeID, got
 async def test_ethereumjs_dials_our_node() -> None:
     probe, got = probe_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(protocols=[probe], discovery=False, ping_interval=0.3) as server:
+        async with open_server(protocols=[probe], config=ServerConfig(discovery=False, ping_interval=0.3)) as server:
             events = server.events()
             async with js_node("dial", "--port", str(server.tcp_port), "--id",
                                server.public_key.to_bytes().hex()) as js:
@@ -112,7 +112,7 @@ async def test_our_node_dials_ethereumjs() -> None:
         async with js_node("listen") as js:
             listening = await js.wait_for("listening")
             node = Node(PublicKey.from_bytes(bytes.fromhex(listening["id"])), ipaddress.ip_address("127.0.0.1"), 0, listening["port"])
-            async with open_server(protocols=[probe], discovery=False, ping_interval=0.3) as server:
+            async with open_server(protocols=[probe], config=ServerConfig(discovery=False, ping_interval=0.3)) as server:
                 events = server.events()
                 info = await server.connect(node)
                 assert info.id == node.id and not info.inbound
@@ -130,7 +130,7 @@ async def test_our_node_dials_ethereumjs() -> None:
 async def test_full_node_refuses_ethereumjs_with_too_many_peers() -> None:
     probe, _ = probe_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(protocols=[probe], discovery=False, max_peers=0) as server:
+        async with open_server(protocols=[probe], config=ServerConfig(discovery=False, max_peers=0)) as server:
             async with js_node("dial", "--port", str(server.tcp_port), "--id",
                                server.public_key.to_bytes().hex()) as js:
                 received = await js.wait_for("disconnect_received")

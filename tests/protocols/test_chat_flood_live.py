@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from p2p import DisconnectReason, NodeID, PeerRemoved, PrivateKey, Protocol, open_server
+from p2p import DisconnectReason, NodeID, PeerRemoved, PrivateKey, Signer, Protocol, open_server, ServerConfig
 from protocols.chat import ChatService
 from protocols.chat.messages import MessageCode, TextMessage, encode, new_message_id, sign, signing_hash
 
@@ -35,7 +35,7 @@ def flood_messages(rng: random.Random, victim: NodeID) -> list[bytes]:
 
 async def test_flooder_is_cut_and_alices_lines_reach_everyone() -> None:
     keys = [PrivateKey.generate() for _ in range(4)]
-    chats = [ChatService(k, n) for k, n in zip(keys[:3], ["alice", "bob", "carol"])]
+    chats = [ChatService(Signer(k), n) for k, n in zip(keys[:3], ["alice", "bob", "carol"])]
     alice_id = chats[0].node_id
     payloads = flood_messages(random.Random(3), alice_id)
     shown: list[list[TextMessage]] = [[], [], []]
@@ -58,16 +58,17 @@ async def test_flooder_is_cut_and_alices_lines_reach_everyone() -> None:
 
     with trio.fail_after(20):
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_server(private_key=keys[0], protocols=[chats[0].protocol], discovery=False))
-            b = await stack.enter_async_context(open_server(private_key=keys[1], protocols=[chats[1].protocol], discovery=False,
-                                                            static_nodes=[a.local_node]))
-            await stack.enter_async_context(open_server(private_key=keys[2], protocols=[chats[2].protocol], discovery=False,
-                                                        static_nodes=[b.local_node]))
+            a = await stack.enter_async_context(open_server(private_key=keys[0], protocols=[chats[0].protocol], config=ServerConfig(
+                discovery=False)))
+            b = await stack.enter_async_context(open_server(private_key=keys[1], protocols=[chats[1].protocol], config=ServerConfig(
+                discovery=False, static_nodes=[a.local_node])))
+            await stack.enter_async_context(open_server(private_key=keys[2], protocols=[chats[2].protocol], config=ServerConfig(
+                discovery=False, static_nodes=[b.local_node])))
             while len(chats[1].peers()) < 2:
                 await trio.sleep(0.02)
             events = stack.enter_context(b.events())
-            await stack.enter_async_context(open_server(private_key=keys[3], protocols=[flooder], discovery=False,
-                                                        static_nodes=[b.local_node]))
+            await stack.enter_async_context(open_server(private_key=keys[3], protocols=[flooder], config=ServerConfig(
+                discovery=False, static_nodes=[b.local_node])))
             lines = [f"line {i}" for i in range(LINES)]
             for text in lines:
                 await chats[0].send(text)

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from p2p import DisconnectReason, NodeID, PrivateKey, Protocol, Server
+from p2p import DisconnectReason, NodeID, PrivateKey, Signer, Protocol, Server, ServerConfig
 from protocols.chat import COUNTERS, ChatLimits, ChatService
 from protocols.chat.gossip import SEEN_TTL
 from protocols.chat.limits import AUTHOR_BURST, PEER_BURST, PEER_MAX_DROPS, TIME_WINDOW, Strikes, TokenBucket
@@ -29,7 +29,7 @@ def wall() -> float:
 
 
 def service(i: int, nick: str, **kwargs: object) -> ChatService:
-    return ChatService(KEYS[i], nick, wall_clock=wall, **kwargs)  # type: ignore[arg-type]
+    return ChatService(Signer(KEYS[i]), nick, wall_clock=wall, **kwargs)  # type: ignore[arg-type]
 
 
 def line(key: PrivateKey, text: str, nick: str | None = None, sender: NodeID | None = None,
@@ -255,7 +255,7 @@ async def test_an_honest_authors_lines_reach_everyone_during_a_flood_of_20000(
 
 async def test_chat_counters_appear_in_the_servers_metrics(autojump_clock: trio.testing.MockClock) -> None:
     chat = service(1, "bob")
-    server = Server(private_key=KEYS[1], protocols=[chat.protocol], discovery=False)
+    server = Server(private_key=KEYS[1], protocols=[chat.protocol], config=ServerConfig(discovery=False))
     text = server.metrics.render().decode()
     for name in COUNTERS:
         assert f"p2p_chat_{name}_total 0.0" in text

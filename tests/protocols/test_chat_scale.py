@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from p2p import NodeID, PrivateKey
+from p2p import NodeID, PrivateKey, Signer
 from protocols.chat.messages import HOP_LIMIT, Announce, AnnounceKind, MessageCode, TextMessage, encode, sign
 from protocols.chat.outbox import Outbox
 from protocols.chat.service import ANNOUNCE_QUEUE_SHARE, PEER_QUEUE_SIZE, ChatService
@@ -54,9 +54,9 @@ def test_a_flooding_source_fills_only_its_share_of_an_outbox() -> None:
 async def test_a_message_from_a_peer_makes_no_queue() -> None:
     """A queue made on receipt could outlive its connection with nobody draining it (then
     every later message to that peer would be dropped): only the peer's run task makes one."""
-    chat = ChatService(KEYS[0], "a", wall_clock=lambda: 1.0)
+    chat = ChatService(Signer(KEYS[0]), "a", wall_clock=lambda: 1.0)
     text = sign(TextMessage(b"\x01" * 16, IDS[2], "c", 1, 0, "hello"), KEYS[2])
-    chat._receive(_FakeConn(IDS[1]), MessageCode.TEXT, encode(text))  # type: ignore[arg-type]
+    await chat.protocol.handlers[MessageCode.TEXT](_FakeConn(IDS[1]), encode(text))  # type: ignore[arg-type]
     assert chat.nick_of(IDS[2]) == "c"  # it was accepted
     assert IDS[1] not in chat._peers
 
@@ -67,9 +67,9 @@ async def test_announce_hops_bound_how_far_a_join_travels() -> None:
     def recorder(k: int):  # type: ignore[no-untyped-def]
         return lambda event, **f: events[k].append((event, str(f.get("nick"))))
 
-    a = ChatService(KEYS[0], "alice", emit=recorder(0), announce_hops=1)
-    b = ChatService(KEYS[1], "bob", emit=recorder(1))
-    c = ChatService(KEYS[2], "carol", emit=recorder(2))
+    a = ChatService(Signer(KEYS[0]), "alice", emit=recorder(0), announce_hops=1)
+    b = ChatService(Signer(KEYS[1]), "bob", emit=recorder(1))
+    c = ChatService(Signer(KEYS[2]), "carol", emit=recorder(2))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await connect(nursery, IDS[1], b.protocol, IDS[2], c.protocol)
@@ -90,4 +90,4 @@ def test_announce_hops_is_checked() -> None:
 
     for bad in (0, HOP_LIMIT + 1):
         with pytest.raises(ValueError):
-            ChatService(KEYS[0], "a", announce_hops=bad)
+            ChatService(Signer(KEYS[0]), "a", announce_hops=bad)

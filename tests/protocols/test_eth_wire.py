@@ -132,10 +132,10 @@ def test_status_round_trip_and_layout() -> None:
 
 
 @pytest.mark.parametrize("items, why", [
-    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32], "fewer than 6"),
-    ([b"\x44", b"\x01", b"", b"\x11" * 31, b"\x22" * 32, [b"abcd", b""]], "head hash"),
-    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32, [b"abc", b""]], "fork hash"),
-    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32, b"abcd"], "fork ID"),
+    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32], "fork_id: missing"),
+    ([b"\x44", b"\x01", b"", b"\x11" * 31, b"\x22" * 32, [b"abcd", b""]], "head_hash"),
+    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32, [b"abc", b""]], "fork_id.hash"),
+    ([b"\x44", b"\x01", b"", b"\x11" * 32, b"\x22" * 32, b"abcd"], "fork_id: expected a list"),
     ([b"\x44", b"\x00\x01", b"", b"\x11" * 32, b"\x22" * 32, [b"abcd", b""]], "leading zero"),
     ([[b"\x44"], b"\x01", b"", b"\x11" * 32, b"\x22" * 32, [b"abcd", b""]], "version"),
 ])
@@ -145,33 +145,36 @@ def test_status_rejects_malformed(items: list[object], why: str) -> None:
 
 
 def test_get_block_headers_round_trip() -> None:
-    by_number = GetBlockHeaders(7, 1000, 10, 2, True)
-    assert GetBlockHeaders.decode(by_number.encode()) == by_number
-    by_hash = GetBlockHeaders(2**63, b"\x33" * 32, 1, 0, False)
-    assert GetBlockHeaders.decode(by_hash.encode()) == by_hash
-    assert rlp.decode(by_number.encode()) == [b"\x07", [b"\x03\xe8", b"\x0a", b"\x02", b"\x01"]]
+    by_number = GetBlockHeaders(1000, 10, 2, True)
+    assert GetBlockHeaders.decode_with_id(by_number.encode_with_id(7)) == (7, by_number)
+    by_hash = GetBlockHeaders(b"\x33" * 32, 1, 0, False)
+    assert GetBlockHeaders.decode_with_id(by_hash.encode_with_id(2**63)) == (2**63, by_hash)
+    assert rlp.decode(by_number.encode_with_id(7)) == [b"\x07", [b"\x03\xe8", b"\x0a", b"\x02", b"\x01"]]
     with pytest.raises(EthDecodeError, match="reverse"):
-        GetBlockHeaders.decode(rlp.encode([b"\x01", [b"\x01", b"\x01", b"", b"\x02"]]))
+        GetBlockHeaders.decode_with_id(rlp.encode([b"\x01", [b"\x01", b"\x01", b"", b"\x02"]]))
     with pytest.raises(EthDecodeError, match="request-id"):
-        GetBlockHeaders.decode(rlp.encode([b"\x01", b"\x01", b"", b""]))
+        GetBlockHeaders.decode_with_id(rlp.encode([b"\x01"]))
+    with pytest.raises(EthDecodeError, match="origin"):
+        GetBlockHeaders.decode_with_id(rlp.encode([b"\x01", [b"\x00\x01", b"\x01", b"", b""]]))
 
 
 def test_block_headers_round_trip_and_limit() -> None:
     chain = Chain.build(MAINNET_GENESIS, 3)
-    msg = BlockHeaders(9, tuple(chain))
-    decoded = BlockHeaders.decode(msg.encode())
-    assert decoded == msg and [h.hash for h in decoded.headers] == [h.hash for h in chain]
+    msg = BlockHeaders(tuple(chain))
+    request_id, decoded = BlockHeaders.decode_with_id(msg.encode_with_id(9))
+    assert request_id == 9 and decoded == msg and [h.hash for h in decoded.headers] == [h.hash for h in chain]
+    assert rlp.decode(msg.encode_with_id(9)) == [b"\x09", [h.fields() for h in chain]]  # eth/66's layout
     too_many = rlp.encode([b"\x01", [MAINNET_GENESIS.fields()] * (MAX_HEADERS_SERVE + 1)])
-    with pytest.raises(EthDecodeError, match="more than"):
-        BlockHeaders.decode(too_many)
-    with pytest.raises(EthDecodeError, match="bad header"):
-        BlockHeaders.decode(rlp.encode([b"\x01", [[b"x"]]]))
+    with pytest.raises(EthDecodeError, match="at most 1024"):
+        BlockHeaders.decode_with_id(too_many)
+    with pytest.raises(EthDecodeError, match=r"headers\[0\]"):
+        BlockHeaders.decode_with_id(rlp.encode([b"\x01", [[b"x"]]]))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_gives_only_decode_errors(data: bytes) -> None:
-    for decoder in (Status.decode, GetBlockHeaders.decode, BlockHeaders.decode):
+    for decoder in (Status.decode, GetBlockHeaders.decode_with_id, BlockHeaders.decode_with_id):
         try:
             decoder(data)
         except EthDecodeError:

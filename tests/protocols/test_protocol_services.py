@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import rlp
 import trio
 import trio.testing
 
-from p2p import DisconnectReason, NodeID, PrivateKey
+from p2p import DisconnectReason, NodeID, PrivateKey, Signer
 from protocols.chat.messages import HOP_LIMIT, MessageCode, TextMessage, encode, sign
 from protocols.chat.service import ChatService
 from protocols.eth.chain import MAINNET_GENESIS, BlockHeader, Chain
@@ -25,9 +24,9 @@ IDS = [NodeID.from_pubkey(k.public_key) for k in KEYS]
 
 async def test_chat_reaches_a_node_two_hops_away() -> None:
     events: list[tuple[str, dict[str, object]]] = []
-    a = ChatService(KEYS[0], "alice")
-    b = ChatService(KEYS[1], "bob")
-    c = ChatService(KEYS[2], "carol", emit=lambda event, **f: events.append((event, f)))
+    a = ChatService(Signer(KEYS[0]), "alice")
+    b = ChatService(Signer(KEYS[1]), "bob")
+    c = ChatService(Signer(KEYS[2]), "carol", emit=lambda event, **f: events.append((event, f)))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -47,7 +46,7 @@ async def test_chat_reaches_a_node_two_hops_away() -> None:
 
 
 async def test_chat_triangle_delivers_once() -> None:
-    services = [ChatService(KEYS[i], f"n{i}") for i in range(3)]
+    services = [ChatService(Signer(KEYS[i]), f"n{i}") for i in range(3)]
     received: list[list[TextMessage]] = [[], [], []]
     for i, s in enumerate(services):
         s.on_message(received[i].append)
@@ -68,8 +67,8 @@ async def test_chat_triangle_delivers_once() -> None:
 
 @pytest.mark.parametrize("payload", [b"\xc1", rlp.encode([b"short"]), b"", rlp.encode(b"x")])
 async def test_chat_malformed_payload_disconnects_with_subprotocol_error(payload: bytes) -> None:
-    a = ChatService(KEYS[0], "alice")
-    b = ChatService(KEYS[1], "bob")
+    a = ChatService(Signer(KEYS[0]), "alice")
+    b = ChatService(Signer(KEYS[1]), "bob")
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -80,7 +79,7 @@ async def test_chat_malformed_payload_disconnects_with_subprotocol_error(payload
 
 
 async def test_chat_message_at_hop_limit_is_shown_not_forwarded() -> None:
-    a, b, c = (ChatService(KEYS[i], n) for i, n in enumerate(["a", "b", "c"]))
+    a, b, c = (ChatService(Signer(KEYS[i]), n) for i, n in enumerate(["a", "b", "c"]))
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
@@ -100,8 +99,8 @@ async def test_chat_message_at_hop_limit_is_shown_not_forwarded() -> None:
 
 def eth_pair(config_b: ChainConfig | None = None, chain_b: Chain | None = None) -> tuple[EthService, EthService]:
     chain = Chain.build(MAINNET_GENESIS, 50)
-    a = EthService(chain, MAINNET, rng=random.Random(1))
-    b = EthService(chain_b or Chain.build(MAINNET_GENESIS, 10), config_b or MAINNET, rng=random.Random(2))
+    a = EthService(chain, MAINNET)
+    b = EthService(chain_b or Chain.build(MAINNET_GENESIS, 10), config_b or MAINNET)
     return a, b
 
 
@@ -159,7 +158,7 @@ async def test_eth_message_before_status_and_second_status() -> None:
         async with trio.open_nursery() as nursery:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
             assert link.conns is not None
-            await link.conns[1].send(EthCode.GET_BLOCK_HEADERS, GetBlockHeaders(1, 0, 1, 0, False).encode())
+            await link.conns[1].send(EthCode.GET_BLOCK_HEADERS, GetBlockHeaders(0, 1, 0, False).encode_with_id(1))
             await link.closed.wait()
     assert link.reason == DisconnectReason.BREACH_OF_PROTOCOL
     a, b = eth_pair()
@@ -182,7 +181,7 @@ async def test_eth_serves_at_most_1024_headers() -> None:
             link = await connect(nursery, IDS[0], a.protocol, IDS[1], b.protocol)
             await b.wait_ready(IDS[0])
             assert link.conns is not None
-            await link.conns[1].send(EthCode.GET_BLOCK_HEADERS, GetBlockHeaders(77, 0, 5000, 0, False).encode())
+            await link.conns[1].send(EthCode.GET_BLOCK_HEADERS, GetBlockHeaders(0, 5000, 0, False).encode_with_id(77))
             while not any(code == EthCode.BLOCK_HEADERS for code, _ in link.conns[0].sent):
                 await trio.sleep(0.01)
             payload = next(p for code, p in link.conns[0].sent if code == EthCode.BLOCK_HEADERS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from p2p import DisconnectReason, NodeID, PeerRemoved, PrivateKey, Protocol, Server, open_server
+from p2p import DisconnectReason, NodeID, PeerRemoved, PrivateKey, Signer, Protocol, Server, open_server, ServerConfig
 from protocols.chat import ChatService
 from protocols.eth import MAINNET, MAINNET_GENESIS, BlockHeader, Chain, ChainConfig, EthService
 
@@ -21,7 +21,8 @@ async def line_of_nodes(protocol_sets: Sequence[Sequence[Protocol]], keys: Seque
         for i, (protocols, key) in enumerate(zip(protocol_sets, keys)):
             static = [servers[-1].local_node] if servers else []
             servers.append(await stack.enter_async_context(
-                open_server(private_key=key, protocols=protocols, discovery=False, static_nodes=static)))
+                open_server(private_key=key, protocols=protocols, config=ServerConfig(
+                    discovery=False, static_nodes=static))))
         yield servers
 
 
@@ -32,7 +33,7 @@ async def wait_for(predicate: Any, interval: float = 0.02) -> None:
 
 async def test_chat_line_of_three_nodes() -> None:
     keys = [PrivateKey.generate() for _ in range(3)]
-    chats = [ChatService(k, nick) for k, nick in zip(keys, ["a", "b", "c"])]
+    chats = [ChatService(Signer(k), nick) for k, nick in zip(keys, ["a", "b", "c"])]
     with trio.fail_after(20):
         async with line_of_nodes([[c.protocol] for c in chats], keys) as servers:
             await wait_for(lambda: len(servers[1].peers()) == 2 and len(chats[1].peers()) == 2)
@@ -48,7 +49,7 @@ async def test_chat_line_of_three_nodes() -> None:
 
 async def test_chat_garbage_disconnects_only_that_peer() -> None:
     keys = [PrivateKey.generate() for _ in range(2)]
-    honest = ChatService(keys[0], "honest")
+    honest = ChatService(Signer(keys[0]), "honest")
     rude = Protocol("chat", 2, 2)
 
     @rude.on_run
@@ -57,10 +58,11 @@ async def test_chat_garbage_disconnects_only_that_peer() -> None:
         await trio.sleep_forever()
 
     with trio.fail_after(20):
-        async with open_server(private_key=keys[0], protocols=[honest.protocol], discovery=False) as node:
+        async with open_server(private_key=keys[0], protocols=[honest.protocol], config=ServerConfig(
+            discovery=False)) as node:
             with node.events() as events:
-                async with open_server(private_key=keys[1], protocols=[rude], discovery=False,
-                                       static_nodes=[node.local_node]):
+                async with open_server(private_key=keys[1], protocols=[rude], config=ServerConfig(
+                    discovery=False, static_nodes=[node.local_node])):
                     async for event in events:
                         if isinstance(event, PeerRemoved):
                             assert event.reason == DisconnectReason.SUBPROTOCOL_ERROR
@@ -95,10 +97,11 @@ async def test_eth_other_genesis_is_a_useless_peer() -> None:
     ours = EthService(Chain.build(MAINNET_GENESIS, 5), MAINNET)
     theirs = EthService(Chain.build(other, 5), ChainConfig(1, other.hash))
     with trio.fail_after(20):
-        async with open_server(private_key=keys[0], protocols=[ours.protocol], discovery=False) as node:
+        async with open_server(private_key=keys[0], protocols=[ours.protocol], config=ServerConfig(
+            discovery=False)) as node:
             with node.events() as events:
-                async with open_server(private_key=keys[1], protocols=[theirs.protocol], discovery=False,
-                                       static_nodes=[node.local_node]):
+                async with open_server(private_key=keys[1], protocols=[theirs.protocol], config=ServerConfig(
+                    discovery=False, static_nodes=[node.local_node])):
                     async for event in events:
                         if isinstance(event, PeerRemoved):
                             assert event.reason == DisconnectReason.USELESS_PEER
@@ -112,7 +115,7 @@ def test_registry_knows_chat_and_eth() -> None:
     events: list[str] = []
     key = PrivateKey.generate()
     node_id = NodeID.from_pubkey(key.public_key)
-    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, private_key=key,
+    chat, chat_protocols = protocol_registry.create("chat", node_id=node_id, signer=Signer(key),
                                                     emit=lambda e, **f: events.append(e))
     assert isinstance(chat, ChatService) and chat.node_id == node_id
     assert [p.capability for p in chat_protocols] == [chat.protocol.capability]

@@ -19,4 +19,8 @@ def test_bench_rlpx_quick_run() -> None:
         assert 0 < figures["fraction_of_ceiling"]
         assert figures["receiver_cpu_us_per_message"]["median"] > 0
     assert result["handshakes"]["handshakes_per_s"]["median"] > 0
-    assert set(result["goals"]) == {"mb_per_s_64KiB", "messages_per_s_1KiB", "handshakes_per_s"}
+    api = result["throughput"]["1024/protocol"]
+    assert api["messages_per_s"]["median"] > 0 and api["fraction_of_bare_rlpx"] > 0
+    assert api["sender_cpu_us_per_message"]["median"] > 0 and api["receiver_cpu_us_per_message"]["median"] > 0
+    assert set(result["goals"]) == {"mb_per_s_64KiB", "messages_per_s_1KiB", "handshakes_per_s",
+                                    "protocol_api_fraction_of_bare_rlpx_1KiB"}

@@ -16,7 +16,7 @@ import trio
 
 from p2p.crypto import PrivateKey
 from p2p.protocol import Protocol, ProtocolConnection
-from p2p.server import open_server
+from p2p.server import ServerConfig, open_server
 
 # Code 0 has a handler; code 1 exists in the protocol but nothing handles it.
 ATTACK_PROTOCOL = Protocol("bomb", version=1, length=2)
@@ -35,8 +35,8 @@ def _say(**fields: object) -> None:
 async def main(per_ip: int) -> None:
     # A long Hello deadline: the attackers (one loaded process) may take seconds to send their
     # first frames, and every one of them should be read rather than timed out.
-    async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [ATTACK_PROTOCOL], discovery=False,
-                           max_pending_per_ip=per_ip, handshake_timeout=30.0, dial_timeout=40.0) as server:
+    async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [ATTACK_PROTOCOL], config=ServerConfig(
+        discovery=False, max_pending_per_ip=per_ip, handshake_timeout=30.0, dial_timeout=40.0)) as server:
         _say(event="listening", enode=server.enode, pid=os.getpid())
         while await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
             _say(event="stats", peers=server.peer_count(),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from p2p import Protocol, open_server
+from p2p import Protocol, open_server, ServerConfig
 from p2p.crypto import PrivateKey
 from p2p.enode.nodedb import NodeDB
 from tests.server.helpers import until
@@ -21,8 +21,8 @@ async def test_nodes_found_by_discovery_are_dialed() -> None:
         async with open_server(keys[0], protocols=[proto]) as boot:
             assert boot.discovery is not None and boot.discovery.udp_port == boot.tcp_port
             assert boot.enr.udp == boot.enr.tcp == boot.tcp_port
-            async with open_server(keys[1], protocols=[proto], bootnodes=[boot.local_node]) as a, \
-                    open_server(keys[2], protocols=[proto], bootnodes=[boot.local_node]) as b:
+            async with open_server(keys[1], protocols=[proto], config=ServerConfig(bootnodes=[boot.local_node])) as a, \
+                    open_server(keys[2], protocols=[proto], config=ServerConfig(bootnodes=[boot.local_node])) as b:
                 # everyone learns of everyone through the bootnode, and dials them
                 await until(lambda: all(len(s.peers()) >= 2 for s in (boot, a, b)), timeout=25, interval=0.05)
                 ids = {s.id for s in (boot, a, b)}
@@ -35,7 +35,7 @@ async def test_nodes_found_by_discovery_are_dialed() -> None:
 
 async def test_nodiscover_opens_no_udp_socket() -> None:
     with trio.fail_after(10):
-        async with open_server(discovery=False) as s:
+        async with open_server(config=ServerConfig(discovery=False)) as s:
             assert s.discovery is None and s.local_node.udp_port == 0
             # nothing bound the UDP port: we can
             sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -55,9 +55,10 @@ async def test_shutdown_stops_discovery_and_closes_the_node_database(tmp_path: P
     keys = [PrivateKey.generate(rng) for _ in range(2)]
     before = _count_tasks()
     with trio.fail_after(20):
-        async with open_server(keys[0], node_db_path=path, allow_useless_peers=True) as boot, \
-                open_server(keys[1], bootnodes=[boot.local_node], allow_useless_peers=True) as other:
+        async with open_server(keys[0], config=ServerConfig(node_db_path=path, allow_useless_peers=True)) as boot, \
+                open_server(keys[1], config=ServerConfig(bootnodes=[boot.local_node], allow_useless_peers=True)) as other:
             await until(lambda: boot.peer_count() == 1 and other.peer_count() == 1, timeout=15)
+            assert boot.discovery is not None
             udp_port = boot.discovery.udp_port
         assert _count_tasks() == before
     # the UDP port is free again and the database is closed (LevelDB allows one opener)

@@ -12,7 +12,7 @@ import sys
 
 import trio
 
-from p2p import PeerAdded, PeerRemoved, open_server
+from p2p import PeerAdded, PeerRemoved, open_server, ServerConfig
 from p2p.crypto import PrivateKey
 from p2p.discover import open_discovery
 from p2p.testing import open_json_process
@@ -29,8 +29,9 @@ def keys(n: int, seed: int) -> list[PrivateKey]:
 async def test_replay_starts_with_the_connected_peers_then_the_changes() -> None:
     ka, kb, kc = keys(3, 71)
     with trio.fail_after(DEADLINE):
-        async with open_server(kb, discovery=False) as b, open_server(kc, discovery=False) as c:
-            async with open_server(ka, discovery=False, static_nodes=[b.local_node, c.local_node]) as a:
+        async with open_server(kb, config=ServerConfig(discovery=False)) as b, open_server(kc, config=ServerConfig(discovery=False)) as c:
+            async with open_server(ka, config=ServerConfig(
+                discovery=False, static_nodes=[b.local_node, c.local_node])) as a:
                 await until(lambda: a.peer_count() == 2)
                 plain = a.events()
                 replayed = a.events(replay=True)
@@ -54,11 +55,12 @@ async def test_replay_starts_with_the_connected_peers_then_the_changes() -> None
 async def test_subscriptions_opened_while_peers_connect_see_each_peer_once() -> None:
     ka, *others = keys(4, 72)
     with trio.fail_after(DEADLINE):
-        async with open_server(others[0], discovery=False) as b, open_server(others[1], discovery=False) as c, \
-                open_server(others[2], discovery=False) as d:
+        async with open_server(others[0], config=ServerConfig(discovery=False)) as b, open_server(others[1], config=ServerConfig(
+            discovery=False)) as c, \
+                open_server(others[2], config=ServerConfig(discovery=False)) as d:
             wanted = {b.id, c.id, d.id}
-            async with open_server(ka, discovery=False,
-                                   static_nodes=[b.local_node, c.local_node, d.local_node]) as a:
+            async with open_server(ka, config=ServerConfig(
+                discovery=False, static_nodes=[b.local_node, c.local_node, d.local_node])) as a:
                 subs = []
                 for _ in range(SUBSCRIBE_POINTS):
                     subs.append(a.events(replay=True))
@@ -82,7 +84,7 @@ async def test_subscriptions_opened_while_peers_connect_see_each_peer_once() -> 
 async def test_p2p_node_reports_a_static_peer_that_was_listening_before_it_started() -> None:
     ks, kboot = keys(2, 73)
     with trio.fail_after(DEADLINE * 2):
-        async with open_discovery(kboot) as boot, open_server(ks, discovery=False) as static:
+        async with open_discovery(kboot) as boot, open_server(ks, config=ServerConfig(discovery=False)) as static:
             argv = [sys.executable, "-m", "p2p", "node", "--json", "--addr", "127.0.0.1:0",
                     "--staticnodes", static.enode, "--bootnodes", boot.local_node.to_url()]
             async with open_json_process(argv, stdin=False, name="p2p node") as node:

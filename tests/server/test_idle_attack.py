@@ -8,7 +8,7 @@ import trio
 
 from p2p.crypto import PrivateKey
 from p2p.protocol import Protocol
-from p2p.server import Server, open_server
+from p2p.server import Server, ServerConfig, open_server
 from tests.server.helpers import bare_client
 
 ATTACK_CONNECTIONS = 500  # idle connections the attacker keeps open (reopened when closed)
@@ -71,7 +71,8 @@ async def _honest_under_attack(server: Server) -> tuple[int, list[float]]:
 @pytest.mark.timeout(120)
 async def test_idle_flood_from_one_address_does_not_lock_out_another() -> None:
     with trio.fail_after(90):
-        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], discovery=False) as server:
+        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], config=ServerConfig(
+            discovery=False)) as server:
             opened, times = await _honest_under_attack(server)
             print(f"attack connections opened: {opened}; honest connects: {len(times)}/{HONEST_TRIES}, "
                   f"slowest {max(times, default=0):.3f} s")
@@ -85,8 +86,8 @@ async def test_idle_flood_from_many_addresses_is_evicted_for_newcomers() -> None
     # With no per-address cap (as when an attacker has many IPv6 addresses), every slot is taken
     # by idle connections: a newcomer replaces the oldest of them.
     with trio.fail_after(90):
-        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], discovery=False,
-                               max_pending_per_ip=ATTACK_CONNECTIONS) as server:
+        async with open_server(PrivateKey.generate(), ("127.0.0.1", 0), [proto], config=ServerConfig(
+            discovery=False, max_pending_per_ip=ATTACK_CONNECTIONS)) as server:
             opened, times = await _honest_under_attack(server)
             print(f"attack connections opened: {opened}; honest connects: {len(times)}/{HONEST_TRIES}, "
                   f"slowest {max(times, default=0):.3f} s")

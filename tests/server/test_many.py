@@ -6,7 +6,7 @@ import random
 
 import trio
 
-from p2p import PeerAdded, Protocol, ProtocolConnection, open_server
+from p2p import PeerAdded, Protocol, ProtocolConnection, open_server, ServerConfig
 from p2p.crypto import PrivateKey
 from p2p.hello import EMPTY_LIST, MessageCode
 from tests.server.helpers import bare_client, until
@@ -26,7 +26,8 @@ async def test_node_accepts_200_concurrent_peers() -> None:
         got += 1
 
     with trio.fail_after(60):
-        async with open_server(keys[0], protocols=[proto], max_peers=PEERS, discovery=False) as s:
+        async with open_server(keys[0], protocols=[proto], config=ServerConfig(
+            max_peers=PEERS, discovery=False)) as s:
             events = s.events(buffer=PEERS + 10)
             conns = []
 
@@ -86,7 +87,7 @@ async def test_ring_of_nodes_with_static_neighbours() -> None:
 
                 async def run_node(key: PrivateKey = key, stop: trio.Event = stop, started: trio.Event = started,
                                    holder: list[object] = holder) -> None:
-                    async with open_server(key, protocols=[proto], discovery=False) as server:
+                    async with open_server(key, protocols=[proto], config=ServerConfig(discovery=False)) as server:
                         holder.append(server)
                         started.set()
                         await stop.wait()

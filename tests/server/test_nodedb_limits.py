@@ -6,7 +6,7 @@ import random
 
 import trio
 
-from p2p import open_server
+from p2p import open_server, ServerConfig
 from p2p.crypto import PrivateKey
 from p2p.enode.nodedb import NodeDBLimits
 from tests.enode.test_nodedb import make_nodes
@@ -17,12 +17,12 @@ async def test_dialed_peer_is_protected_while_connected_and_limits_act_visibly()
     rng = random.Random(91)
     keys = [PrivateKey.generate(rng) for _ in range(2)]
     with trio.fail_after(DEADLINE):
-        async with open_server(keys[0], allow_useless_peers=True,
-                               node_db_limits=NodeDBLimits(max_unprotected=3)) as server:
+        async with open_server(keys[0], config=ServerConfig(
+            allow_useless_peers=True, node_db_limits=NodeDBLimits(max_unprotected=3))) as server:
             db = server.node_db
             assert db is not None and db.limits.max_unprotected == 3
             # the peer runs no discovery: only our dial can protect it in our database
-            async with open_server(keys[1], discovery=False, allow_useless_peers=True) as peer:
+            async with open_server(keys[1], config=ServerConfig(discovery=False, allow_useless_peers=True)) as peer:
                 peer_node = peer.local_node
                 info = await server.connect(peer_node)
                 assert not info.inbound

@@ -9,7 +9,7 @@ import pytest
 
 from p2p import protocol_registry as reg
 from p2p.crypto import PrivateKey
-from p2p.enode import NodeID
+from p2p.enode import NodeID, Signer
 from p2p.protocol import Protocol
 
 
@@ -41,7 +41,7 @@ def test_factories_get_only_the_arguments_they_declare(clean: None) -> None:
     reg.register_protocol("svc", lambda node_id: Service(node_id))
     node_id = NodeID(bytes(32))
     emit = print
-    made = reg.create_protocols(["plain", "multi", "svc"], emit=emit, node_id=node_id, private_key=None)
+    made = reg.create_protocols(["plain", "multi", "svc"], emit=emit, node_id=node_id, signer=None)
     assert [(p.name, p.version) for p in made] == [("plain", 1), ("multi", 1), ("multi", 2), ("svc", 3)]
     assert seen == {"emit": emit, "node_id": node_id}
     service, protos = reg.create("svc", node_id=node_id)
@@ -69,6 +69,20 @@ def test_builtin_protocols_register_themselves_on_lookup() -> None:
     for name in ("chat", "eth"):
         key = PrivateKey.generate()
         _, protos = reg.create(name, emit=lambda event, **fields: None, node_id=NodeID.from_pubkey(key.public_key),
-                               private_key=key)
+                               signer=Signer(key))
         assert protos and all(p.name == name for p in protos)
     assert {"chat", "eth"} <= set(reg.available())
+
+
+def test_factories_get_a_signer_never_the_key(clean: None) -> None:
+    got: dict[str, Any] = {}
+
+    def greedy(**context: Any) -> Protocol:
+        got.update(context)
+        return Protocol("greedy", 1, 1)
+
+    reg.register_protocol("greedy", greedy)
+    key = PrivateKey.generate()
+    signer = Signer(key)
+    reg.create("greedy", signer=signer, private_key=key)  # a caller passing the key anyway
+    assert got == {"signer": signer}

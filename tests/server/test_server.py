@@ -10,7 +10,7 @@ import pytest
 import rlp
 import trio
 
-from p2p import DialError, PeerAdded, PeerRemoved, Protocol, ProtocolConnection, ProtocolError, connected_pair, open_server
+from p2p import DialError, PeerAdded, PeerRemoved, Protocol, ProtocolConnection, ProtocolError, connected_pair, open_server, ServerConfig
 from p2p.crypto import PrivateKey
 from p2p.disconnect import DisconnectReason
 from p2p.enode import Node, NodeID
@@ -18,7 +18,6 @@ from p2p.hello import EMPTY_LIST, MessageCode, RemoteDisconnected
 from p2p.protocol import Capability
 from tests.server.helpers import DEADLINE, bare_client, until
 
-NO_DISC: dict[str, Any] = {"discovery": False}
 
 
 def keys(n: int, seed: int = 0) -> list[PrivateKey]:
@@ -69,13 +68,15 @@ async def test_capability_matching_and_offsets_between_nodes() -> None:
 
 async def test_useless_peer_refused_unless_allowed() -> None:
     with trio.fail_after(DEADLINE):
-        async with open_server(protocols=[Protocol("aaa", 1, 1)], **NO_DISC) as a, \
-                open_server(protocols=[Protocol("bbb", 1, 1)], **NO_DISC) as b:
+        async with open_server(protocols=[Protocol("aaa", 1, 1)], config=ServerConfig(discovery=False)) as a, \
+                open_server(protocols=[Protocol("bbb", 1, 1)], config=ServerConfig(discovery=False)) as b:
             with pytest.raises(DialError) as info:
                 await a.connect(b.local_node)
             assert info.value.reason in (DisconnectReason.USELESS_PEER,)
-        async with open_server(protocols=[Protocol("aaa", 1, 1)], allow_useless_peers=True, **NO_DISC) as a, \
-                open_server(protocols=[Protocol("bbb", 1, 1)], allow_useless_peers=True, **NO_DISC) as b:
+        async with open_server(protocols=[Protocol("aaa", 1, 1)], config=ServerConfig(
+            allow_useless_peers=True, discovery=False)) as a, \
+                open_server(protocols=[Protocol("bbb", 1, 1)], config=ServerConfig(
+                    allow_useless_peers=True, discovery=False)) as b:
             info2 = await a.connect(b.local_node)
             assert info2.id == b.id
 
@@ -86,11 +87,13 @@ async def test_static_redial_after_remote_restart() -> None:
     key_a, key_b = keys(2, 2)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(key_a, protocols=[proto], static_backoff=(0.05, 0.2), **NO_DISC) as a:
+        async with open_server(key_a, protocols=[proto], config=ServerConfig(
+            static_backoff=(0.05, 0.2), discovery=False)) as a:
             events = a.events()
             port = 0
             for round_ in range(2):
-                async with open_server(key_b, ("127.0.0.1", port), protocols=[proto], **NO_DISC) as b:
+                async with open_server(key_b, ("127.0.0.1", port), protocols=[proto], config=ServerConfig(
+                    discovery=False)) as b:
                     port = b.tcp_port
                     if round_ == 0:
                         a.add_peer(b.local_node)
@@ -109,8 +112,9 @@ async def test_max_peers_and_trusted_bypass() -> None:
     proto, _ = echo_protocol()
     trusted = ks[4]
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], max_peers=2,
-                               trusted_nodes=[Node(trusted.public_key, ipaddress.ip_address("127.0.0.1"), 0, 1)], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(
+            max_peers=2, trusted_nodes=[Node(trusted.public_key, ipaddress.ip_address("127.0.0.1"), 0, 1)],
+            discovery=False)) as s:
             conns = []
             for k in ks[1:3]:
                 conns.append(await bare_client(s.local_node, k, [proto]))
@@ -120,7 +124,7 @@ async def test_max_peers_and_trusted_bypass() -> None:
                 await bare_client(s.local_node, ks[3], [proto])
             assert info.value.reason is DisconnectReason.TOO_MANY_PEERS
             # the same through a server's dial: the reason is the dial's outcome
-            async with open_server(ks[3], protocols=[proto], **NO_DISC) as c:
+            async with open_server(ks[3], protocols=[proto], config=ServerConfig(discovery=False)) as c:
                 with pytest.raises(DialError) as dial_info:
                     await c.connect(s.local_node)
                 assert dial_info.value.reason is DisconnectReason.TOO_MANY_PEERS
@@ -137,7 +141,8 @@ async def test_inbound_throttle_per_ip_and_loopback_exemption() -> None:
     ks = keys(3, 4)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], throttle_loopback=True, **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(
+            throttle_loopback=True, discovery=False)) as s:
             conn, _ = await bare_client(s.local_node, ks[1], [proto])
             # a second attempt from 127.0.0.1 within 30 s is closed before the RLPx handshake
             with pytest.raises(Exception) as info:
@@ -145,7 +150,7 @@ async def test_inbound_throttle_per_ip_and_loopback_exemption() -> None:
             assert "closed" in str(info.value) or "broke" in str(info.value)
             assert s.metrics.value("p2p_inbound_connections_total", outcome="throttled") == 1
             await conn.aclose()
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:  # loopback exempt by default
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:  # loopback exempt by default
             for k in ks[1:]:
                 conn, _ = await bare_client(s.local_node, k, [proto])
                 await conn.aclose()
@@ -155,13 +160,13 @@ async def test_inbound_throttle_per_ip_and_loopback_exemption() -> None:
 async def test_netrestrict_refuses_other_networks() -> None:
     ks = keys(2, 5)
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], netrestrict="10.0.0.0/8", **NO_DISC) as s:
+        async with open_server(ks[0], config=ServerConfig(netrestrict="10.0.0.0/8", discovery=False)) as s:
             with pytest.raises(Exception):
                 await bare_client(s.local_node, ks[1])
             assert s.metrics.value("p2p_inbound_connections_total", outcome="throttled") == 1
             assert s.peer_count() == 0
-        async with open_server(ks[0], netrestrict="10.0.0.0/8,127.0.0.0/8", allow_useless_peers=True,
-                               **NO_DISC) as s:
+        async with open_server(ks[0], config=ServerConfig(
+            netrestrict="10.0.0.0/8,127.0.0.0/8", allow_useless_peers=True, discovery=False)) as s:
             conn, hello = await bare_client(s.local_node, ks[1])
             assert hello.node_id == ks[0].public_key.to_bytes()
             await conn.aclose()
@@ -170,7 +175,7 @@ async def test_netrestrict_refuses_other_networks() -> None:
 async def test_self_connection_refused() -> None:
     (k,) = keys(1, 6)
     with trio.fail_after(DEADLINE):
-        async with open_server(k, **NO_DISC) as s:
+        async with open_server(k, config=ServerConfig(discovery=False)) as s:
             with pytest.raises(DialError) as info:
                 await s.connect(s.local_node)
             assert info.value.reason is DisconnectReason.CONNECTED_TO_SELF
@@ -185,7 +190,7 @@ async def test_duplicate_connection_refused() -> None:
     ks = keys(2, 7)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:
             conn, _ = await bare_client(s.local_node, ks[1], [proto])
             with pytest.raises(RemoteDisconnected) as info:
                 await bare_client(s.local_node, ks[1], [proto])
@@ -199,8 +204,8 @@ async def test_simultaneous_dials_keep_one_agreed_connection() -> None:
     for seed in range(4):  # which node has the lower ID differs between seeds
         ka, kb = keys(2, 100 + seed)
         with trio.fail_after(DEADLINE):
-            async with open_server(ka, protocols=[proto], **NO_DISC) as a, \
-                    open_server(kb, protocols=[proto], **NO_DISC) as b:
+            async with open_server(ka, protocols=[proto], config=ServerConfig(discovery=False)) as a, \
+                    open_server(kb, protocols=[proto], config=ServerConfig(discovery=False)) as b:
                 outcomes: list[object] = []
 
                 async def dial(src: object, dst: object) -> None:
@@ -223,8 +228,8 @@ async def test_simultaneous_dials_keep_one_agreed_connection() -> None:
 async def test_dialed_identity_must_match() -> None:
     ks = keys(3, 8)
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], allow_useless_peers=True, **NO_DISC) as s, \
-                open_server(ks[1], allow_useless_peers=True, **NO_DISC) as c:
+        async with open_server(ks[0], config=ServerConfig(allow_useless_peers=True, discovery=False)) as s, \
+                open_server(ks[1], config=ServerConfig(allow_useless_peers=True, discovery=False)) as c:
             wrong = Node(ks[2].public_key, ipaddress.ip_address("127.0.0.1"), 0, s.tcp_port)  # s's address, another key
             with pytest.raises(DialError) as info:
                 await c.connect(wrong)
@@ -235,7 +240,7 @@ async def test_failing_handler_disconnects_only_its_peer() -> None:
     ks = keys(4, 9)
     proto, got = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:
             events = s.events()
             conns = [(await bare_client(s.local_node, k, [proto]))[0] for k in ks[1:]]
             for conn in conns:
@@ -262,7 +267,7 @@ async def test_unknown_code_is_breach_of_protocol_for_that_peer_only() -> None:
     ks = keys(3, 10)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:
             c1, _ = await bare_client(s.local_node, ks[1], [proto])
             c2, _ = await bare_client(s.local_node, ks[2], [proto])
             c1.snappy = c2.snappy = True
@@ -286,7 +291,7 @@ async def test_clean_shutdown_leaves_no_task_and_says_goodbye() -> None:
     proto, _ = echo_protocol()
     before = _count_tasks()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:
             conns = [(await bare_client(s.local_node, k, [proto]))[0] for k in ks[1:]]
             for conn in conns:
                 conn.snappy = True
@@ -305,7 +310,7 @@ async def test_slow_event_subscriber_loses_events_not_the_server() -> None:
     ks = keys(6, 12)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(discovery=False)) as s:
             slow = s.events(buffer=2)
             fast = s.events()
             conns = [(await bare_client(s.local_node, k, [proto]))[0] for k in ks[1:]]
@@ -322,7 +327,7 @@ async def test_slow_event_subscriber_loses_events_not_the_server() -> None:
 
 async def test_nat_extip_sets_advertised_address() -> None:
     with trio.fail_after(DEADLINE):
-        async with open_server(nat="extip:10.1.2.3", **NO_DISC) as s:
+        async with open_server(config=ServerConfig(nat="extip:10.1.2.3", discovery=False)) as s:
             assert s.enode.startswith(f"enode://{s.public_key.to_bytes().hex()}@10.1.2.3:{s.tcp_port}")
             assert str(s.enr.ip) == "10.1.2.3" and s.enr.tcp == s.tcp_port
 
@@ -331,7 +336,8 @@ async def test_metrics_served_over_http() -> None:
     ks = keys(2, 13)
     proto, _ = echo_protocol()
     with trio.fail_after(DEADLINE):
-        async with open_server(ks[0], protocols=[proto], metrics_addr=("127.0.0.1", 0), **NO_DISC) as s:
+        async with open_server(ks[0], protocols=[proto], config=ServerConfig(
+            metrics_addr=("127.0.0.1", 0), discovery=False)) as s:
             conn, _ = await bare_client(s.local_node, ks[1], [proto])
             conn.snappy = True
             await conn.send(16, rlp.encode(b"hello"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,74 @@ def test_netns_testnet_gives_every_node_its_own_address() -> None:
     assert summary["full_tables"] == 10
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before  # every namespace the run made is gone
+
+
+@pytest.mark.timeout(RUN_DEADLINE + 10)
+def test_testnet_over_v4_and_v5_converges_and_looks_up_over_v5() -> None:
+    status, lines = _testnet("--nodes", "20", "--seconds", "60", "--discovery", "both", "--lookups", "20")
+    summary = _summary(lines)
+    assert status == 0, summary
+    assert lines[0]["event"] == "testnet_start" and lines[0]["discovery"] == "both"
+    assert summary["discovery"] == "both" and summary["converged"] and summary["full_tables"] == 20
+    lookups = summary["lookups"]
+    assert lookups["count"] == 20 and not lookups["errors"]
+    # v5 lookups report no rounds (v4's do): the lookup phase ran over v5. Entries learned
+    # through v4 carry no record, so v5 can start from and relay fewer of them: not every
+    # target is found in a network that v4 filled.
+    assert lookups["rounds"] is None
+    assert lookups["found"] >= 1
+
+
+@pytest.mark.timeout(RUN_DEADLINE + 10)
+def test_testnet_over_v5_alone_converges_and_finds_members() -> None:
+    status, lines = _testnet("--nodes", "24", "--seconds", "60", "--discovery", "v5", "--lookups", "20")
+    summary = _summary(lines)
+    assert status == 0, summary
+    assert lines[0]["discovery"] == "v5" and summary["discovery"] == "v5"
+    assert summary["converged"] and summary["full_tables"] == 24 and summary["table_size"]["min"] >= 16
+    lookups = summary["lookups"]
+    assert lookups["count"] == 20 and lookups["rounds"] is None  # run over v5
+    assert lookups["success_rate"] >= 0.9, lookups
+
+
+@pytest.mark.timeout(RUN_DEADLINE + 10)
+def test_curve_runs_each_size_and_plots_cost_against_size(tmp_path: Path) -> None:
+    plot = tmp_path / "curve.png"
+    status, lines = _testnet("--curve", "10,20", "--seconds", "40", "--lookups", "5", "--plot", str(plot))
+    assert status == 0, lines[-1]
+    assert lines[0] == {"event": "curve_start", "sizes": [10, 20]}
+    starts = [line for line in lines if line["event"] == "testnet_start"]
+    assert [s["nodes"] for s in starts] == [10, 20]
+    assert all(s["child_processes"] >= 1 for s in starts)  # fresh processes for every size
+    points = [line for line in lines if line["event"] == "curve_point"]
+    assert [p["nodes"] for p in points] == [10, 20]
+    curve = lines[-1]
+    assert curve["event"] == "curve_summary" and curve["ok"] and not curve["interrupted"]
+    assert [p["nodes"] for p in curve["points"]] == [10, 20]
+    for p in curve["points"]:
+        assert p["converged"] and p["converged_seconds"] > 0
+        assert 0 < p["cpu_per_node_seconds"] < 10 and p["cpu_seconds"] == pytest.approx(p["cpu_per_node_seconds"] * p["nodes"])
+        assert p["memory_per_node_bytes"] > 0
+        assert p["lookups_found"] == 5
+        assert len(p["load_average"]["start"]) == 3
+    # the reference starts at the first point and grows as N log N from there
+    ref = curve["reference"]["converged_seconds"]
+    assert ref[0] == pytest.approx(curve["points"][0]["converged_seconds"])
+    assert ref[1] == pytest.approx(ref[0] * (20 * math.log(20)) / (10 * math.log(10)))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args", [["--curve", "10,x"], ["--curve", "1,10"], ["--curve", ""], ["--curve", "10,,20"],
+                                  ["--curve", "10,20", "--nodes", "10"]])
+def test_bad_curve_values_are_one_line_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from p2p.cli import main
+
+    try:
+        status = main(["testnet", *args])
+    except SystemExit as exc:  # argparse's own errors
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and "--curve" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
 import pytest
 
@@ -61,3 +62,26 @@ def test_tune_gc_raises_the_collector_thresholds() -> None:
         assert GC_THRESHOLDS[0] > before[0]  # fewer young collections than the default
     finally:
         gc.set_threshold(*before)
+
+
+def test_revalidation_keeps_within_the_process_budget_and_small_testnets_keep_the_default() -> None:
+    from p2p.discover.service import REVALIDATE_INTERVAL
+    from p2p.testnet.runner import REVALIDATIONS_PER_SHARD, revalidate_interval
+
+    assert revalidate_interval(TestnetConfig(nodes=100, processes=2)) is None
+    assert TestnetConfig(nodes=100).spec().revalidate_interval is None
+    for nodes, processes in ((2000, 2), (10_000, 2), (10_000, 0), (5000, 4)):
+        interval = revalidate_interval(TestnetConfig(nodes=nodes, processes=processes))
+        assert interval is not None and interval > REVALIDATE_INTERVAL
+        per_process = -(-nodes // max(1, processes))
+        assert per_process * 2 / interval == pytest.approx(REVALIDATIONS_PER_SHARD, rel=0.01)
+
+
+def test_n_log_n_reference_is_scaled_to_the_first_point() -> None:
+    from p2p.testnet.runner import n_log_n
+
+    points = [{"nodes": 500, "t": None}, {"nodes": 1000, "t": 10.0}, {"nodes": 4000, "t": 50.0}]
+    assert n_log_n(points, "t", per_node=False) == pytest.approx(
+        [10.0 * 500 * math.log(500) / (1000 * math.log(1000)), 10.0, 10.0 * 4000 * math.log(4000) / (1000 * math.log(1000))])
+    assert n_log_n(points, "t", per_node=True)[2] == pytest.approx(10.0 * math.log(4000) / math.log(1000))
+    assert n_log_n([{"nodes": 10, "t": None}], "t", per_node=True) == [None]

@@ -34,6 +34,7 @@ from p2p.discover.v5wire.crypto import (
     derive_keys,
     encrypt_gcm,
     make_id_signature,
+    open_gcm,
     verify_id_signature,
 )
 from p2p.discover.v5wire.errors import (
@@ -66,6 +67,7 @@ from p2p.discover.v5wire.packet import (
 )
 from p2p.discover.v5wire.session import BoundedCache, Session, Whoareyou
 from p2p.enode import ENR, ENRError, NodeID
+from p2p.enode.identity import V4_IDENTITY, IdentityScheme
 
 Address = tuple[str, int]
 
@@ -175,8 +177,10 @@ class Codec:
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         max_sent_nonces: int = MAX_SENT_NONCES,
         whoareyou_timeout: float = WHOAREYOU_TIMEOUT,
+        identity: IdentityScheme = V4_IDENTITY,
     ) -> None:
         self._key = key
+        self._identity = identity
         self._id = NodeID.from_pubkey(key.public_key)
         if record.public_key != key.public_key:
             raise ValueError("the local record must be signed with the codec's key")
@@ -191,6 +195,10 @@ class Codec:
         self._sent: BoundedCache[bytes, _SentPacket] = BoundedCache(
             max_sent_nonces, ttl=whoareyou_timeout, clock=clock
         )
+        # the constant parts of every message packet's header around its nonce
+        static = Header(Flag.MESSAGE, bytes(NONCE_SIZE), message_authdata(self._id)).static_header()
+        self._message_header_start = static[:-NONCE_SIZE - 2]
+        self._message_header_end = static[-2:] + message_authdata(self._id)
 
     # -- state ------------------------------------------------------------------------
 
@@ -235,16 +243,14 @@ class Codec:
     def encode(self, dest_id: bytes, addr: Address, message: Message) -> Encoded:
         """``message`` for ``dest_id`` at ``addr``: encrypted if a session exists, else a
         packet of random content that provokes the WHOAREYOU starting a handshake."""
-        dest = NodeID(dest_id)
+        dest = dest_id if type(dest_id) is NodeID else NodeID(dest_id)
         pt = encode_message(message)
         nonce = self._rng.randbytes(NONCE_SIZE)
+        head = self._rng.randbytes(MASKING_IV_SIZE) + self._message_header_start + nonce + self._message_header_end
         session = self._sessions.get((dest, addr))
         if session is not None:
-            data = self._seal(dest, Flag.MESSAGE, nonce, message_authdata(self._id), pt, session.write_key)
+            data = encode_packet(dest, head, session.write_aead.encrypt(nonce, pt, head))
         else:
-            head = header_data(
-                self._rng.randbytes(MASKING_IV_SIZE), Header(Flag.MESSAGE, nonce, message_authdata(self._id))
-            )
             data = encode_packet(dest, head, self._rng.randbytes(RANDOM_MESSAGE_SIZE))
         # a session packet can be answered by WHOAREYOU too, if the remote lost the session
         self._sent.put(nonce, _SentPacket(dest, addr, message))
@@ -306,7 +312,7 @@ class Codec:
         session = self._sessions.get((src, addr))
         if session is None:
             return Undecryptable(src, addr, nonce)
-        pt = decrypt_gcm(session.read_key, nonce, packet.message, packet.header_data)
+        pt = open_gcm(session.read_aead, nonce, packet.message, packet.header_data)
         if pt is None:
             return Undecryptable(src, addr, nonce)
         return MessageReceived(src, addr, decode_message(pt), nonce)
@@ -342,7 +348,8 @@ class Codec:
             raise BadEphemeralKey(str(exc)) from exc
         record = self._handshake_record(src, auth.record, sent.known_record)
         cdata = sent.whoareyou.challenge_data
-        if not verify_id_signature(record.public_key, auth.id_signature, cdata, auth.ephemeral_pubkey, self._id):
+        if not verify_id_signature(record.public_key, auth.id_signature, cdata, auth.ephemeral_pubkey, self._id,
+                                   verify=self._identity.verify):
             raise BadIDSignature(f"ID signature of {src.short()} does not verify against its record's key")
         keys = derive_keys(self._key, ephemeral, src, self._id, cdata)
         pt = decrypt_gcm(keys.initiator_key, nonce, packet.message, packet.header_data)
@@ -352,13 +359,12 @@ class Codec:
         self._sessions.put((src, addr), Session(keys.recipient_key, keys.initiator_key, record, nonce))
         return HandshakeCompleted(src, addr, record, message, nonce)
 
-    @staticmethod
-    def _handshake_record(src: NodeID, raw: bytes, known: ENR | None) -> ENR:
+    def _handshake_record(self, src: NodeID, raw: bytes, known: ENR | None) -> ENR:
         """The record to check the ID signature with: the one in the packet if newer than
         ours, else ours. A record in the packet must be valid and be ``src``'s own."""
         if raw:
             try:
-                record = ENR.from_rlp(raw)
+                record = self._identity.decode_record(raw)
             except ENRError as exc:
                 raise BadHandshakeRecord(f"record from {src.short()}: {exc}") from exc
             if record.node_id != src:

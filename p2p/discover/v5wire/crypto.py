@@ -6,6 +6,7 @@ AES-128-GCM for messages. Pure functions, no state.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,10 +78,12 @@ def make_id_signature(
 
 
 def verify_id_signature(
-    public: PublicKey, signature: bytes, challenge_data: bytes, ephemeral_pubkey: bytes, node_id_b: bytes
+    public: PublicKey, signature: bytes, challenge_data: bytes, ephemeral_pubkey: bytes, node_id_b: bytes,
+    *, verify: Callable[[PublicKey, bytes, bytes], bool] = PublicKey.verify,
 ) -> bool:
-    """Whether ``signature`` is A's ID signature (64-byte ``r || s``, low s) over these inputs."""
-    return public.verify(signature, _id_signature_hash(challenge_data, ephemeral_pubkey, node_id_b))
+    """Whether ``signature`` is A's ID signature (64-byte ``r || s``, low s) over these inputs;
+    ``verify`` is the identity scheme's check (secp256k1 unless a simulation says otherwise)."""
+    return verify(public, signature, _id_signature_hash(challenge_data, ephemeral_pubkey, node_id_b))
 
 
 def decode_ephemeral_key(data: bytes) -> PublicKey:
@@ -97,10 +100,15 @@ def encrypt_gcm(key: bytes, nonce: bytes, plaintext: bytes, ad: bytes) -> bytes:
 
 def decrypt_gcm(key: bytes, nonce: bytes, ciphertext: bytes, ad: bytes) -> bytes | None:
     """The plaintext, or None when the tag does not authenticate (wrong key, tampering)."""
+    return open_gcm(AESGCM(key), nonce, ciphertext, ad)
+
+
+def open_gcm(aead: AESGCM, nonce: bytes, ciphertext: bytes, ad: bytes) -> bytes | None:
+    """:func:`decrypt_gcm` with a key's AES-GCM context made beforehand (a session's)."""
     if len(ciphertext) < GCM_TAG_SIZE:
         return None
     try:
-        return AESGCM(key).decrypt(nonce, ciphertext, ad)
+        return aead.decrypt(nonce, ciphertext, ad)
     except InvalidTag:
         return None
 
@@ -118,5 +126,6 @@ __all__ = [
     "ecdh",
     "encrypt_gcm",
     "make_id_signature",
+    "open_gcm",
     "verify_id_signature",
 ]

@@ -98,6 +98,10 @@ def encode_message(message: Message) -> bytes:
     if len(message.req_id) > MAX_REQUEST_ID_SIZE:
         raise ValueError(f"request ID is {len(message.req_id)} bytes, at most {MAX_REQUEST_ID_SIZE} allowed")
     fields: list[object]
+    if type(message) is Pong:  # the most sent message: no field list to walk
+        body = (encode_rlp(message.req_id) + encode_rlp(message.enr_seq) + encode_rlp(message.recipient_ip.packed)
+                + encode_rlp(message.recipient_port))
+        return _PONG_TYPE + _list_prefix(len(body)) + body
     if isinstance(message, Ping):
         fields = [message.req_id, message.enr_seq]
     elif isinstance(message, Pong):
@@ -115,6 +119,9 @@ def encode_message(message: Message) -> bytes:
     else:
         raise TypeError(f"not a discv5 message: {type(message).__name__}")
     return bytes((MESSAGE_TYPES[type(message)],)) + encode_rlp(fields)
+
+
+_PONG_TYPE: Final = bytes((MessageType.PONG,))
 
 
 def _list_prefix(n: int) -> bytes:

@@ -16,10 +16,11 @@ or a packet masked for another node costs one AES block and no more.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Final
 
-from p2p.crypto.aes import aes_ctr
+from p2p.crypto.aes import BlockCipher, aes_ecb
 from p2p.discover.v5wire.crypto import GCM_TAG_SIZE
 from p2p.discover.v5wire.errors import (
     BadAuthData,
@@ -45,12 +46,45 @@ HANDSHAKE_AUTHDATA_HEAD_SIZE: Final = NODE_ID_SIZE + 1 + 1  # src-id || sig-size
 ID_NONCE_SIZE: Final = 16
 MIN_PACKET_SIZE: Final = STATIC_PACKET_SIZE + WHOAREYOU_AUTHDATA_SIZE  # 63, discv5-wire.md
 MAX_PACKET_SIZE: Final = 1280  # discv5-wire.md: never generate nor process larger packets
+# Masking keys whose AES key schedule is kept: ours (every packet we receive) and those of
+# the nodes we send to most. Setting up AES-CTR per packet cost more than the masking itself.
+MASKING_CIPHERS: Final = 256
+_BLOCK: Final = 16
+_COUNTER_MOD: Final = 1 << 128
+_LOW_MAX: Final = (1 << 64) - 1
+
+
+@functools.lru_cache(maxsize=MASKING_CIPHERS)
+def _masking_cipher(key: bytes) -> BlockCipher:
+    return aes_ecb(key)
+
+
+def _keystream(key: bytes, iv: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of the AES-CTR keystream of ``key`` and ``iv`` (a 128-bit
+    big-endian counter starting at ``iv``), from a cached ECB cipher."""
+    n = -(-size // _BLOCK)
+    low = int.from_bytes(iv[8:], "big")
+    if low + n <= _LOW_MAX:  # the low half does not wrap (all but ~4 in 2**64 random IVs)
+        high = iv[:8]
+        blocks = b"".join([high + (low + i).to_bytes(8, "big") for i in range(n)])
+    else:
+        counter = int.from_bytes(iv, "big")
+        blocks = b"".join([((counter + i) % _COUNTER_MOD).to_bytes(_BLOCK, "big") for i in range(n)])
+    return _masking_cipher(bytes(key)).encrypt_block(blocks)[:size]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    n = len(data)
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream[:n], "big")).to_bytes(n, "big")
 
 
 class Flag(enum.IntEnum):
     MESSAGE = 0
     WHOAREYOU = 1
     HANDSHAKE = 2
+
+
+_FLAGS: Final[dict[int, Flag]] = {f.value: f for f in Flag}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +145,8 @@ def header_data(masking_iv: bytes, header: Header) -> bytes:
 def encode_packet(dest_id: bytes, head_data: bytes, message: bytes) -> bytes:
     """Mask ``head_data`` (from :func:`header_data`) for ``dest_id`` and append ``message``."""
     iv = head_data[:MASKING_IV_SIZE]
-    masked = aes_ctr(dest_id[:MASKING_KEY_SIZE], iv).update(head_data[MASKING_IV_SIZE:])
+    header = head_data[MASKING_IV_SIZE:]
+    masked = _xor(header, _keystream(dest_id[:MASKING_KEY_SIZE], iv, len(header)))
     packet = iv + masked + message
     if len(packet) > MAX_PACKET_SIZE:
         raise ValueError(f"packet of {len(packet)} bytes is over the {MAX_PACKET_SIZE}-byte limit")
@@ -127,8 +162,10 @@ def decode_packet(data: bytes, local_id: bytes) -> RawPacket:
         raise PacketTooBig(f"{len(data)} bytes, the maximum is {MAX_PACKET_SIZE}")
     data = bytes(data)
     iv = data[:MASKING_IV_SIZE]
-    mask = aes_ctr(local_id[:MASKING_KEY_SIZE], iv)
-    static = mask.update(data[MASKING_IV_SIZE:STATIC_PACKET_SIZE])
+    key = local_id[:MASKING_KEY_SIZE]
+    # one keystream for the static header and the authdata of a message or WHOAREYOU packet
+    stream = _keystream(key, iv, min(len(data) - MASKING_IV_SIZE, STATIC_HEADER_SIZE + MESSAGE_AUTHDATA_SIZE))
+    static = _xor(data[MASKING_IV_SIZE:STATIC_PACKET_SIZE], stream)
     if static[: len(PROTOCOL_ID)] != PROTOCOL_ID:
         raise BadProtocolID("unmasked header does not start with 'discv5'")
     pos = len(PROTOCOL_ID)
@@ -136,15 +173,17 @@ def decode_packet(data: bytes, local_id: bytes) -> RawPacket:
     if version < MIN_VERSION:
         raise BadVersion(f"header version {version}, the minimum is {MIN_VERSION}")
     flag_value = static[pos + 2]
-    if flag_value not in Flag._value2member_map_:
+    flag = _FLAGS.get(flag_value)
+    if flag is None:
         raise BadFlag(f"flag {flag_value}")
-    flag = Flag(flag_value)
     nonce = static[pos + 3 : pos + 3 + NONCE_SIZE]
     auth_size = int.from_bytes(static[-2:], "big")
     auth_end = STATIC_PACKET_SIZE + auth_size
     if auth_end > len(data):
         raise BadAuthData(f"authdata-size {auth_size} runs past the {len(data)}-byte packet")
-    authdata = mask.update(data[STATIC_PACKET_SIZE:auth_end])
+    if auth_end - MASKING_IV_SIZE > len(stream):
+        stream = _keystream(key, iv, auth_end - MASKING_IV_SIZE)
+    authdata = _xor(data[STATIC_PACKET_SIZE:auth_end], stream[STATIC_HEADER_SIZE:])
     message = data[auth_end:]
     if flag is Flag.MESSAGE:
         if auth_size != MESSAGE_AUTHDATA_SIZE:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from p2p.enode import ENR
 
@@ -30,6 +32,14 @@ class Session:
     # nonce of the handshake packet that opened this session, on the side that received it:
     # a second packet with the same nonce is a replay
     handshake_nonce: bytes | None = None
+    # the keys' AES-GCM contexts, made once per session: building one per packet cost as
+    # much as the encryption of a PONG
+    write_aead: AESGCM = field(init=False, repr=False, compare=False)
+    read_aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "write_aead", AESGCM(self.write_key))
+        object.__setattr__(self, "read_aead", AESGCM(self.read_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +88,12 @@ class BoundedCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         entry = self._items.get(key)
-        if entry is None or not self._live(key, entry[0], self._clock()):
+        if entry is None:
             return None
         if self._ttl is None:
             self._items.move_to_end(key)
+        elif not self._live(key, entry[0], self._clock()):
+            return None
         return entry[1]
 
     def pop(self, key: K) -> V | None:

@@ -1,0 +1,50 @@
+"""The simulator against the real thing: a simulated 200-node network and a real 200-node
+testnet (real UDP on 127.0.0.1, real signatures) give matching figures, within 20 %.
+
+Convergence is compared as the discovery packets each node sent until every table held 16
+nodes: the testnet's convergence *time* on this machine is set by its CPU (hundreds of nodes in
+one process), the simulator's by protocol timers alone, while the packets are the protocol's
+own work in both (docs/simulation.md). The testnet starts all its nodes at once, as fast as its
+CPU goes, and its timers run late on that busy CPU; the simulated nodes, whose timers are never
+late, join in a burst too (measured: joining over 4 s instead costs 35 % more packets).
+"""
+
+from __future__ import annotations
+
+import time
+
+import trio
+
+from p2p.sim import SimConfig, run_simulation
+from p2p.sim.netmodel import parse_latency
+from p2p.testnet.runner import TestnetConfig, run_testnet
+
+NODES = 200
+LOOKUPS = 40
+JOIN_BURST = 1000.0  # nodes per simulated second: all 200 within 0.2 s
+TOLERANCE = 0.2  # the issue's bound: the two agree within 20 %
+
+
+def _close(simulated: float, real: float) -> bool:
+    return abs(simulated - real) <= TOLERANCE * real
+
+
+def test_a_simulated_network_matches_a_real_testnet() -> None:
+    t0 = time.monotonic()
+    real, _ = trio.run(run_testnet, TestnetConfig(nodes=NODES, seconds=90.0, lookups=LOOKUPS, seed=11))
+    assert real["converged"], real
+    # loopback: no delay worth modelling
+    sim = run_simulation(SimConfig(nodes=NODES, duration=20.0, latency=parse_latency("0"), lookups=LOOKUPS,
+                                   seed=11, join_rate=JOIN_BURST))
+    assert sim["converged"], sim
+    figures = {
+        "lookup success rate": (sim["lookups"]["success_rate"], real["lookups"]["success_rate"]),
+        "hops (rounds) per lookup, median": (sim["lookups"]["hops"]["median"], real["lookups"]["rounds"]["median"]),
+        "packets per lookup, median": (sim["lookups"]["packets"]["median"], real["lookups"]["packets"]["median"]),
+        "packets per node until converged": (sim["packets_to_converge_per_node"],
+                                             real["packets_to_converge_per_node"]),
+    }
+    print("simulated vs real:", figures)
+    apart = {name: pair for name, pair in figures.items() if not _close(*pair)}
+    assert not apart, f"simulated vs real differ by more than 20 %: {apart} (all: {figures})"
+    assert time.monotonic() - t0 < 300  # a generous bound for a loaded machine; ~45 s when quiet
