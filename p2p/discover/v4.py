@@ -68,6 +68,11 @@ NEIGHBOR_CACHE_SIZE = 8192  # parsed Neighbors entries kept per process (~1 KiB 
 GRIND_PREFIX_BYTES = 2  # a stand-in lookup key shares 16 bits with the target ID: 65k hashes, ~60 ms
 GRIND_CHUNK = 8192  # hashes between checkpoints while grinding, so other tasks keep running
 GRIND_MAX_TRIES = 1 << 22  # about 60 times the expected work: a bound, not a limit hit in practice
+# A first Neighbors packet shorter than MAX_NEIGHBORS is the whole answer unless it holds at most
+# this many nodes: then it may be the tail of a 16-node answer (12 + 4) that overtook its first
+# packet. UDP may reorder; so does a network whose delay varies per datagram. Such an answer
+# waits for the reply timeout, as go-ethereum waits for every answer short of 16.
+REORDERED_TAIL_MAX = BUCKET_SIZE - MAX_NEIGHBORS
 REMEMBERED_CACHE = 4096  # IDs already written to the node database this session; cleared when full
 
 OtherDatagram = Callable[[bytes, Address, IPAddress], None]  # what v4 cannot decode goes here
@@ -375,16 +380,26 @@ class V4Protocol:
         pinged = await self._ensure_bond(node, tally)
         nodes: list[Node] = []
         received = 0
+        full_packets = 0
+        last_seen = False
 
         def match(r: Received) -> tuple[bool, bool]:
-            nonlocal received
+            nonlocal received, full_packets, last_seen
             if not isinstance(r.packet, Neighbors):
                 return False, False
-            received += len(r.packet.nodes)
+            count = len(r.packet.nodes)
+            received += count
             nodes.extend(self._neighbor_nodes(node.ip, r.packet.nodes))
-            # Senders fill packets to MAX_NEIGHBORS before starting another, so a shorter
-            # packet is the last one: no need to sit out the timeout.
-            return True, received >= BUCKET_SIZE or len(r.packet.nodes) < MAX_NEIGHBORS
+            if count >= MAX_NEIGHBORS:
+                full_packets += 1
+            else:
+                last_seen = True
+            # Senders fill packets to MAX_NEIGHBORS before starting another, so a shorter packet
+            # is the last one: no need to sit out the timeout. Unless it came first and could be
+            # the tail of a full answer whose first packet the network delayed: ending then
+            # would drop that packet's nodes as unsolicited.
+            may_be_tail = full_packets == 0 and 0 < received <= REORDERED_TAIL_MAX
+            return True, received >= BUCKET_SIZE or (last_seen and not may_be_tail)
 
         for attempt in range(2):
             datagram, _ = seal(self._key, PacketType.FIND_NODE,

@@ -277,6 +277,53 @@ async def test_neighbors_with_bad_entries_are_skipped() -> None:
             assert a.stats.drops["bad_neighbor"] == 5
 
 
+def _neighbor_entries(count: int, port0: int) -> list[NeighborEntry]:
+    keys = make_keys(count, seed=port0)
+    return [NeighborEntry(ip("127.0.0.1"), port0 + i, port0 + i, k.public_key.to_bytes()) for i, k in enumerate(keys)]
+
+
+async def _answer_find_node(a: Discovery, raw: RawPeer, packets: list[list[NeighborEntry]]) -> list[Node]:
+    """``a`` asks ``raw`` for neighbours; ``raw`` answers with ``packets`` in that order."""
+
+    async def serve() -> None:
+        await raw.expect(PacketType.FIND_NODE, 5)
+        for entries in packets:
+            await raw.send(Neighbors(tuple(entries), expiration_at(time.time())), ("127.0.0.1", a.udp_port))
+            await trio.sleep(0.05)  # the later packet lands while the request may still wait for it
+
+    a.nodedb.update_last_ping_received(raw.node.id, raw.node.ip, time.time())  # skip bonding
+    async with trio.open_nursery() as n:
+        n.start_soon(serve)
+        return await a.find_node(raw.node, KEYS[11].public_key.to_bytes())
+
+
+@pytest.mark.parametrize("split", [(12, 4), (4, 12), (12, 2), (2, 12), (7,)])
+async def test_a_neighbors_answer_is_taken_whole_in_any_order(split: tuple[int, ...]) -> None:
+    """A 16-node answer comes as 12 + 4; the network may deliver the 4 first. Every node of
+    it is taken, none dropped as unsolicited, and the request ends without its timeout."""
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            packets = []
+            port = 40000
+            for count in split:
+                packets.append(_neighbor_entries(count, port))
+                port += count
+            found = await _answer_find_node(a, raw, packets)
+            assert sorted(x.udp_port for x in found) == list(range(40000, port))
+            assert a.stats.drops["unsolicited_reply"] == 0
+            assert a.stats.timeouts["neighbors"] == 0
+
+
+async def test_a_lone_short_answer_that_could_be_a_tail_waits_for_the_rest() -> None:
+    """Three nodes alone: the tail of a reordered 12 + 3, or all the peer knows. Only the
+    timeout tells; the nodes are returned then."""
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            found = await _answer_find_node(a, raw, [_neighbor_entries(3, 41000)])
+            assert sorted(x.udp_port for x in found) == [41000, 41001, 41002]
+            assert a.stats.timeouts["neighbors"] == 1
+
+
 async def test_our_neighbors_skip_unusable_entries() -> None:
     with trio.fail_after(10):
         async with node(0) as a, RawPeer(KEYS[5]) as raw:
