@@ -322,6 +322,11 @@ class _DiscoveryCollector(Collector):
         lookups = CounterMetricFamily(f"{p}_lookups", f"{title} lookups run")
         lookups.add_metric([], float(snap.get("lookups", 0)))
         yield lookups
+        if "pings_shared" in snap:
+            shared = CounterMetricFamily(f"{p}_pings_shared",
+                                         f"{title} Pings not sent: one to the same node awaited its Pong")
+            shared.add_metric([], float(snap["pings_shared"]))
+            yield shared
         evicted = {k: snap[k] for k in self._EVICTIONS if k in snap}
         if evicted:
             stores = CounterMetricFamily(f"{p}_store_evictions", f"{title} entries dropped from bounded stores",

@@ -90,6 +90,16 @@ def _entry_node(e: NeighborEntry) -> Node | None:
         return None
 
 
+class _PingInFlight:
+    """A Ping awaiting its Pong, which later callers for the same node share."""
+
+    __slots__ = ("done", "pong")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.pong: Pong | None = None
+
+
 class DiscoveryStats:
     """Counters for metrics: v4 packets in and out by type, drops by reason, lookups, table size."""
 
@@ -103,6 +113,7 @@ class DiscoveryStats:
         self.lookups = 0
         self.timeouts: Counter[str] = Counter()  # requests that got no (complete) reply, by reply type
         self.events_dropped = 0
+        self.pings_shared = 0  # pings not sent because one to the same node awaited its pong
 
     @property
     def table_size(self) -> int:
@@ -112,7 +123,7 @@ class DiscoveryStats:
         return {"packets_in": dict(self.packets_in), "packets_out": dict(self.packets_out),
                 "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "drops": dict(self.drops),
                 "lookups": self.lookups, "timeouts": dict(self.timeouts), "table_size": self.table_size,
-                "events_dropped": self.events_dropped}
+                "events_dropped": self.events_dropped, "pings_shared": self.pings_shared}
 
 
 V4Key = tuple[bytes, IPAddress, int]  # (sender ID, sender IP, reply packet type)
@@ -142,6 +153,9 @@ class V4Protocol:
         self.local_id = table.local_id
         self._pending: PendingReplies[V4Key, Received] = PendingReplies(config.max_pending)
         self._ping_waiters: dict[tuple[bytes, IPAddress], list[trio.Event]] = {}
+        # One Ping at a time per node and address; as many entries as Pings await Pongs, so
+        # bounded by max_pending like them.
+        self._pings_in_flight: dict[tuple[bytes, Address], _PingInFlight] = {}
         self.background = 0  # ping-backs and ENR fetches running now
         self._enr_fetching: set[bytes] = set()
         self._remembered: set[bytes] = set()
@@ -321,7 +335,28 @@ class V4Protocol:
         return p
 
     async def ping(self, node: Node, *, tally: Tally | None = None) -> Pong:
-        """Ping ``node`` and return its Pong (whose token matched); a bond with it follows."""
+        """Ping ``node`` and return its Pong (whose token matched); a bond with it follows.
+        A caller that finds a Ping to the same node and address awaiting its Pong shares that
+        Pong (or its timeout) instead of sending another: lookups, ping-backs and revalidation
+        often want the same node at once, and a second Ping within the same second would even
+        be the same datagram (deterministic signature), whose second Pong nobody awaits."""
+        key = (node.id, node.udp_address)
+        flight = self._pings_in_flight.get(key)
+        if flight is not None:
+            self.stats.pings_shared += 1
+            await flight.done.wait()
+            if flight.pong is None:
+                raise RequestTimeout(f"no pong from {node.id.short()} at {node.ip}:{node.udp_port}")
+            return flight.pong
+        flight = self._pings_in_flight[key] = _PingInFlight()
+        try:
+            flight.pong = await self._ping(node, tally)
+            return flight.pong
+        finally:
+            del self._pings_in_flight[key]
+            flight.done.set()
+
+    async def _ping(self, node: Node, tally: Tally | None) -> Pong:
         ep = self._endpoint()
         body = encode_body(Ping(ep, Endpoint(node.ip, node.udp_port, node.tcp_port),
                                 expiration_at(self._wall()), self._record().seq))

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from prometheus_client import generate_latest
 
 from p2p.crypto import PrivateKey
 from p2p.discover import DiscoveryConfig, NodeAdded, NodeRemoved, RequestTimeout, open_discovery
@@ -27,6 +28,7 @@ from p2p.discover.wire import (
 )
 from p2p.crypto.keccak import keccak256
 from p2p.enode import ENR, Node, NodeID
+from p2p.metrics import ServerMetrics
 from tests.discover.conftest import RawPeer, make_keys
 
 QUIET = DiscoveryConfig(refresh_on_start=False, revalidate=False, reply_timeout=0.3)
@@ -322,6 +324,54 @@ async def test_a_lone_short_answer_that_could_be_a_tail_waits_for_the_rest() -> 
             found = await _answer_find_node(a, raw, [_neighbor_entries(3, 41000)])
             assert sorted(x.udp_port for x in found) == [41000, 41001, 41002]
             assert a.stats.timeouts["neighbors"] == 1
+
+
+async def test_pings_to_one_node_at_once_share_one_datagram_and_its_pong() -> None:
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            pongs: list[Pong] = []
+
+            async def ping() -> None:
+                pongs.append(await a.ping(raw.node))
+
+            async with trio.open_nursery() as n:
+                for _ in range(3):
+                    n.start_soon(ping)
+                first = await raw.expect(PacketType.PING)
+                assert await raw.nothing(0.1) == []  # the other two callers sent nothing
+                await raw.send(Pong(Endpoint(ip("127.0.0.1"), a.udp_port, 0), first.hash, expiration_at(time.time())),
+                               ("127.0.0.1", a.udp_port))
+            assert len(pongs) == 3 and pongs[0] == pongs[1] == pongs[2]
+            assert a.stats.pings_shared == 2
+            metrics = ServerMetrics()
+            metrics.watch_discovery(a)
+            assert "p2p_discovery_pings_shared_total 2.0" in generate_latest(metrics.registry).decode()
+            assert a.stats.drops["unsolicited_reply"] == 0
+            # once answered, the next ping is a new datagram
+            async with trio.open_nursery() as n:
+                n.start_soon(ping)
+                await raw.expect(PacketType.PING)
+                n.cancel_scope.cancel()
+
+
+async def test_pings_sharing_a_silent_nodes_timeout_all_fail() -> None:
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            failed = 0
+
+            async def ping() -> None:
+                nonlocal failed
+                with pytest.raises(RequestTimeout):
+                    await a.ping(raw.node)
+                failed += 1
+
+            async with trio.open_nursery() as n:
+                for _ in range(3):
+                    n.start_soon(ping)
+            assert failed == 3
+            assert [r.type for r in await raw.nothing(0.05)] == [PacketType.PING]  # one datagram for three
+            assert a.stats.pings_shared == 2
+            assert a.stats.timeouts["pong"] == 1
 
 
 async def test_our_neighbors_skip_unusable_entries() -> None:
