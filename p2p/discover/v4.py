@@ -93,11 +93,12 @@ def _entry_node(e: NeighborEntry) -> Node | None:
 class _PingInFlight:
     """A Ping awaiting its Pong, which later callers for the same node share."""
 
-    __slots__ = ("done", "pong")
+    __slots__ = ("done", "pong", "timed_out")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.pong: Pong | None = None
+        self.timed_out = False
 
 
 class DiscoveryStats:
@@ -341,17 +342,21 @@ class V4Protocol:
         often want the same node at once, and a second Ping within the same second would even
         be the same datagram (deterministic signature), whose second Pong nobody awaits."""
         key = (node.id, node.udp_address)
-        flight = self._pings_in_flight.get(key)
-        if flight is not None:
+        while (flight := self._pings_in_flight.get(key)) is not None:
             self.stats.pings_shared += 1
             await flight.done.wait()
-            if flight.pong is None:
+            if flight.pong is not None:
+                return flight.pong
+            if flight.timed_out:
                 raise RequestTimeout(f"no pong from {node.id.short()} at {node.ip}:{node.udp_port}")
-            return flight.pong
+            # Its caller was cancelled before an answer: that says nothing of the node, ask again.
         flight = self._pings_in_flight[key] = _PingInFlight()
         try:
             flight.pong = await self._ping(node, tally)
             return flight.pong
+        except RequestTimeout:
+            flight.timed_out = True
+            raise
         finally:
             del self._pings_in_flight[key]
             flight.done.set()

@@ -354,6 +354,35 @@ async def test_pings_to_one_node_at_once_share_one_datagram_and_its_pong() -> No
                 n.cancel_scope.cancel()
 
 
+async def test_a_ping_whose_first_caller_is_cancelled_is_sent_again_for_the_others() -> None:
+    """Cancelling the caller whose Ping the others share says nothing of the node: a caller
+    still waiting sends a Ping of its own and gets its Pong."""
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            pongs: list[Pong] = []
+
+            async def second() -> None:
+                pongs.append(await a.ping(raw.node))
+
+            first_scope = trio.CancelScope()
+            async with trio.open_nursery() as n:
+                n.start_soon(_cancellable_ping, a, raw.node, first_scope)
+                await raw.expect(PacketType.PING)
+                n.start_soon(second)
+                await trio.sleep(0.05)
+                first_scope.cancel()
+                again = await raw.expect(PacketType.PING)
+                await raw.send(Pong(Endpoint(ip("127.0.0.1"), a.udp_port, 0), again.hash, expiration_at(time.time())),
+                               ("127.0.0.1", a.udp_port))
+            assert len(pongs) == 1
+            assert a.stats.timeouts["pong"] == 0
+
+
+async def _cancellable_ping(a: Discovery, to: Node, scope: trio.CancelScope) -> None:
+    with scope:
+        await a.ping(to)
+
+
 async def test_pings_sharing_a_silent_nodes_timeout_all_fail() -> None:
     with trio.fail_after(10):
         async with node(0) as a, RawPeer(KEYS[5]) as raw:
