@@ -2,7 +2,8 @@
 
 A request registers a :class:`Pending` under a key (v4: sender ID, IP and reply type; v5:
 sender ID and request ID) with a ``match`` function, sends, and waits until a reply that
-``match`` calls complete arrives or the deadline passes. The receive loop hands every reply
+``match`` calls complete arrives (or one it calls settling, :class:`Settle`, is followed by
+nothing for a while) or the deadline passes. The receive loop hands every reply
 to :meth:`PendingReplies.deliver`; a reply nobody waits for is the caller's to drop. The
 number of requests waiting at once is bounded: past it a request fails at once.
 """
@@ -26,7 +27,19 @@ LAG_EXTENSIONS = 2  # at most this many extensions of one deadline, each by the 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
-Match = Callable[[R], tuple[bool, bool]]  # reply -> (matched, complete)
+
+class Settle:
+    """What a match returns, in place of True for "complete", when the reply may be complete
+    but a part of it may still be on its way: the request ends as complete after ``seconds``,
+    or as soon as a later part makes it complete."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+Match = Callable[[R], "tuple[bool, bool | Settle]"]  # reply -> (matched, complete)
 
 
 async def wait_reply(event: trio.Event, timeout: float) -> bool:
@@ -68,7 +81,7 @@ class PendingFull(RequestTimeout):
 class Pending(Generic[K, R]):
     """A request waiting for its reply (or replies) from ``node``."""
 
-    __slots__ = ("key", "node", "info", "match", "done", "event", "result", "tally")
+    __slots__ = ("key", "node", "info", "match", "done", "event", "result", "tally", "settle_at")
 
     def __init__(self, key: K, node: Node, match: Match[R], tally: Tally | None, info: Any = None) -> None:
         self.key = key
@@ -79,6 +92,7 @@ class Pending(Generic[K, R]):
         self.event = trio.Event()
         self.result: R | None = None  # the last matching reply
         self.tally = tally
+        self.settle_at: float | None = None  # when a Settle ends the wait as complete
 
 
 class PendingReplies(Generic[K, R]):
@@ -115,7 +129,13 @@ class PendingReplies(Generic[K, R]):
                 await sent
             if tally is not None:
                 tally.sent += 1
-            await wait_reply(p.event, timeout)
+            woken = await wait_reply(p.event, timeout)
+            while woken and not p.done and p.settle_at is not None:
+                # A Settle woke us: wait until then for the rest, and take what came if none does.
+                p.event = trio.Event()
+                woken = await wait_reply(p.event, max(0.0, p.settle_at - trio.current_time()))
+                if not woken:
+                    p.done = True
         finally:
             self._forget(p)
         return p
@@ -136,7 +156,10 @@ class PendingReplies(Generic[K, R]):
             p.result = reply
             if p.tally is not None:
                 p.tally.received += 1
-            if complete:
+            if isinstance(complete, Settle):
+                p.settle_at = trio.current_time() + complete.seconds
+                p.event.set()
+            elif complete:
                 p.done = True
                 p.event.set()
                 self._forget(p)
@@ -151,4 +174,5 @@ class PendingReplies(Generic[K, R]):
                 del self._waiting[p.key]
 
 
-__all__ = ["LAG_EXTENSIONS", "LAG_GRACE_MIN", "Pending", "PendingFull", "PendingReplies", "Tally", "wait_reply"]
+__all__ = ["LAG_EXTENSIONS", "LAG_GRACE_MIN", "Pending", "PendingFull", "PendingReplies", "Settle", "Tally",
+           "wait_reply"]

@@ -34,7 +34,7 @@ from p2p.crypto.keccak import keccak256
 from p2p.discover.errors import BadHash, DecodeError, DiscoveryError, LookupTargetError, PacketTooSmall, RequestTimeout
 from p2p.discover.lookup import LOOKUP_RESULTS, Lookup, LookupResult, run_lookup
 from p2p.discover.netutil import relay_allowed
-from p2p.discover.reply import Pending, PendingFull, PendingReplies, Tally, wait_reply
+from p2p.discover.reply import Pending, PendingFull, PendingReplies, Settle, Tally, wait_reply
 from p2p.discover.table import BUCKET_SIZE, V4, Table
 from p2p.discover.transport import Address, DatagramTransport, receive_each
 from p2p.discover.wire import (
@@ -70,9 +70,14 @@ GRIND_CHUNK = 8192  # hashes between checkpoints while grinding, so other tasks 
 GRIND_MAX_TRIES = 1 << 22  # about 60 times the expected work: a bound, not a limit hit in practice
 # A first Neighbors packet shorter than MAX_NEIGHBORS is the whole answer unless it holds at most
 # this many nodes: then it may be the tail of a 16-node answer (12 + 4) that overtook its first
-# packet. UDP may reorder; so does a network whose delay varies per datagram. Such an answer
-# waits for the reply timeout, as go-ethereum waits for every answer short of 16.
+# packet. UDP may reorder; so does a network whose delay varies per datagram.
 REORDERED_TAIL_MAX = BUCKET_SIZE - MAX_NEIGHBORS
+# Such a packet is taken as the whole answer after this long without its head. The two packets
+# leave back to back, so reordering puts them microseconds apart on a path and up to the spread
+# of its delay in a simulated network (90 ms for uniform 10-100 ms); go-ethereum waits out the
+# whole reply timeout (500 ms) for every answer short of 16, which in a young network of small
+# tables holds a lookup slot for each.
+REORDER_GRACE = 0.1
 REMEMBERED_CACHE = 4096  # IDs already written to the node database this session; cleared when full
 
 OtherDatagram = Callable[[bytes, Address, IPAddress], None]  # what v4 cannot decode goes here
@@ -321,7 +326,8 @@ class V4Protocol:
     # -- requests ------------------------------------------------------------------------
 
     async def _request(self, node: Node, reply: PacketType, datagram: bytes, ptype: PacketType,
-                       match: Callable[[Received], tuple[bool, bool]], tally: Tally | None) -> Pending[V4Key, Received]:
+                       match: Callable[[Received], tuple[bool, bool | Settle]],
+                       tally: Tally | None) -> Pending[V4Key, Received]:
         """Send ``datagram`` and wait until ``match`` says the reply is complete, or the
         reply timeout passes (then ``done`` is False, ``result`` is the last partial reply)."""
         try:
@@ -423,7 +429,7 @@ class V4Protocol:
         full_packets = 0
         last_seen = False
 
-        def match(r: Received) -> tuple[bool, bool]:
+        def match(r: Received) -> tuple[bool, bool | Settle]:
             nonlocal received, full_packets, last_seen
             if not isinstance(r.packet, Neighbors):
                 return False, False
@@ -438,8 +444,12 @@ class V4Protocol:
             # is the last one: no need to sit out the timeout. Unless it came first and could be
             # the tail of a full answer whose first packet the network delayed: ending then
             # would drop that packet's nodes as unsolicited.
-            may_be_tail = full_packets == 0 and 0 < received <= REORDERED_TAIL_MAX
-            return True, received >= BUCKET_SIZE or (last_seen and not may_be_tail)
+            if received >= BUCKET_SIZE or (last_seen and full_packets > 0):
+                return True, True
+            if last_seen:
+                may_be_tail = 0 < received <= REORDERED_TAIL_MAX
+                return True, Settle(REORDER_GRACE) if may_be_tail else True
+            return True, False
 
         for attempt in range(2):
             datagram, _ = seal(self._key, PacketType.FIND_NODE,
