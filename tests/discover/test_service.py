@@ -315,6 +315,18 @@ async def test_a_neighbors_answer_is_taken_whole_in_any_order(split: tuple[int, 
             assert a.stats.timeouts["neighbors"] == 0
 
 
+async def test_a_peer_cannot_keep_a_request_settling_with_tiny_packets() -> None:
+    """Each 1-node packet could be a reordered tail, but only while the answer holds 4 nodes
+    or fewer: the fifth ends the request, and what follows is dropped as unsolicited."""
+    with trio.fail_after(10):
+        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+            packets = [_neighbor_entries(1, 42000 + i) for i in range(6)]
+            found = await _answer_find_node(a, raw, packets)
+            assert sorted(x.udp_port for x in found) == [42000, 42001, 42002, 42003, 42004]
+            await until(lambda: a.stats.drops["unsolicited_reply"] == 1)
+            assert a.stats.timeouts["neighbors"] == 0
+
+
 async def test_a_lone_short_answer_that_could_be_a_tail_is_taken_after_a_grace() -> None:
     """Three nodes alone: the tail of a reordered 12 + 3, or all the peer knows. When no head
     follows within REORDER_GRACE, the three are the answer, not a timed-out request."""
