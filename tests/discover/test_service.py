@@ -319,12 +319,15 @@ async def test_a_peer_cannot_keep_a_request_settling_with_tiny_packets() -> None
     """Each 1-node packet could be a reordered tail, but only while the answer holds 4 nodes
     or fewer: the fifth ends the request, and what follows is dropped as unsolicited."""
     with trio.fail_after(10):
-        async with node(0) as a, RawPeer(KEYS[5]) as raw:
+        async with node(0) as a, RawPeer(KEYS[5]) as raw, RawPeer(KEYS[6], host="127.0.0.2") as honest:
             packets = [_neighbor_entries(1, 42000 + i) for i in range(6)]
             found = await _answer_find_node(a, raw, packets)
             assert sorted(x.udp_port for x in found) == [42000, 42001, 42002, 42003, 42004]
             await until(lambda: a.stats.drops["unsolicited_reply"] == 1)
             assert a.stats.timeouts["neighbors"] == 0
+            # an honest peer from another address is still answered
+            await honest.send(honest.ping_packet(a.local_node), a.local_node.udp_address)
+            assert (await honest.expect(PacketType.PONG)).packet.ping_hash  # type: ignore[union-attr]
 
 
 async def test_a_lone_short_answer_that_could_be_a_tail_is_taken_after_a_grace() -> None:
