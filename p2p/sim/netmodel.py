@@ -5,8 +5,12 @@
 Both hooks run for every simulated datagram (millions in a large run), so they do a few dict
 look-ups and at most one or two draws from the random generator, nothing more.
 
-- Latency: each datagram's one-way delay is drawn from the declared distribution
-  (:func:`parse_latency`): fixed, uniform, normal clipped at 0, or lognormal.
+- Latency: each link (a pair of addresses, the same both ways) has one one-way delay, drawn
+  from the declared distribution (:func:`parse_latency`: fixed, uniform, normal clipped at 0,
+  or lognormal) by hashing the pair with the run's seed. A path's delay is a property of the
+  route, not of the packet: a draw per datagram would reorder back-to-back datagrams (a
+  Neighbors answer's two packets, say) far more often than a real path does. Hashing instead of
+  storing keeps the model's memory flat however many of the N^2 links a run touches.
 - Loss: each datagram is dropped with the declared probability, independently.
 - NAT: a share of the nodes sit behind a NAT with address-restricted filtering: a datagram
   reaches them only from an address they sent to within ``nat_timeout`` (the mapping is opened
@@ -20,9 +24,11 @@ Everything here draws from a ``random.Random`` it is given, so a seeded run repe
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -101,13 +107,18 @@ def parse_loss(text: str) -> float:
 class LatencyModel(Protocol):
     """A distribution of one-way delays."""
 
-    def sample(self, rng: random.Random) -> float:
-        """One one-way delay in seconds, >= 0."""
+    def quantile(self, p: float) -> float:
+        """The delay in seconds (>= 0) below which a share ``p`` of links lie, 0 < p < 1: the
+        inverse of the distribution function, so a uniform ``p`` gives a delay drawn from it."""
         ...
 
     def describe(self) -> str:
         """The distribution in words, e.g. ``"uniform 10ms-100ms"``, for summaries."""
         ...
+
+
+_STANDARD_NORMAL: Final = statistics.NormalDist()
+_LINK_STEPS: Final = float(1 << 52)
 
 
 def _ms(seconds: float) -> str:
@@ -118,7 +129,7 @@ def _ms(seconds: float) -> str:
 class FixedLatency:
     seconds: float
 
-    def sample(self, rng: random.Random) -> float:
+    def quantile(self, p: float) -> float:
         return self.seconds
 
     def describe(self) -> str:
@@ -130,8 +141,8 @@ class UniformLatency:
     low: float
     high: float
 
-    def sample(self, rng: random.Random) -> float:
-        return self.low + (self.high - self.low) * rng.random()
+    def quantile(self, p: float) -> float:
+        return self.low + (self.high - self.low) * p
 
     def describe(self) -> str:
         return f"uniform {_ms(self.low)}-{_ms(self.high)}"
@@ -142,8 +153,8 @@ class NormalLatency:
     mean: float
     stddev: float
 
-    def sample(self, rng: random.Random) -> float:
-        value = rng.gauss(self.mean, self.stddev)
+    def quantile(self, p: float) -> float:
+        value = self.mean + self.stddev * _STANDARD_NORMAL.inv_cdf(p)
         return value if value > 0.0 else 0.0  # clipped: a datagram cannot arrive before it left
 
     def describe(self) -> str:
@@ -155,8 +166,8 @@ class LognormalLatency:
     median: float
     sigma: float
 
-    def sample(self, rng: random.Random) -> float:
-        return self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
+    def quantile(self, p: float) -> float:
+        return self.median * math.exp(self.sigma * _STANDARD_NORMAL.inv_cdf(p))
 
     def describe(self) -> str:
         return f"lognormal median {_ms(self.median)} sigma {self.sigma:g}"
@@ -278,8 +289,9 @@ class NetworkModel:
         self.max_mappings = max_mappings
         self._rng = rng
         self._clock = clock
-        self._sample = latency.sample  # bound once: the hooks run per datagram
+        self._quantile = latency.quantile  # bound once: the hooks run per datagram
         self._random = rng.random
+        self._link_key = rng.getrandbits(64).to_bytes(8, "big")  # which delay each link gets, fixed per run
         self._placed = 0
         self._offset = rng.random()
         self._nat_since: dict[Address, float] = {}  # node behind NAT -> when it was placed
@@ -348,8 +360,17 @@ class NetworkModel:
         return False
 
     def latency_hook(self, data: bytes, src: Address, dst: Address) -> float:
-        """One-way seconds in flight, drawn from the latency model."""
-        return self._sample(self._rng)
+        """One-way seconds in flight: the delay of the link from ``src`` to ``dst``."""
+        return self.link_latency(src, dst)
+
+    def link_latency(self, a: Address, b: Address) -> float:
+        """The one-way delay between ``a`` and ``b``: the same both ways and for every datagram
+        of a run, drawn from the latency model by a keyed hash of the pair."""
+        if b < a:
+            a, b = b, a
+        digest = hashlib.blake2b(f"{a[0]}:{a[1]}/{b[0]}:{b[1]}".encode(), digest_size=8, key=self._link_key).digest()
+        # 52 bits and a half step: p lies strictly inside (0, 1), where every quantile is finite
+        return self._quantile(((int.from_bytes(digest, "big") >> 12) + 0.5) / _LINK_STEPS)
 
     def _sweep(self) -> None:
         """Forgets expired mappings; past ``max_mappings``, the oldest too, a quarter more than

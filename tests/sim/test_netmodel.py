@@ -1,5 +1,5 @@
-"""The simulator's network model does what its flags declare: latency samples follow the declared
-distribution, loss happens at the declared rate, a node behind NAT hears only from whom it sent to
+"""The simulator's network model does what its flags declare: each link has one delay, and the
+delays of many links follow the declared distribution, loss happens at the declared rate, a node behind NAT hears only from whom it sent to
 within the NAT timeout (shown end to end through MemoryNetwork under trio's MockClock), churn
 events arrive as the declared Poisson process, and the parsers take the listed forms only.
 
@@ -62,10 +62,14 @@ class FakeClock:
 # ---- latency --------------------------------------------------------------------------------
 
 
+def _peer(i: int) -> tuple[str, int]:
+    return f"127.{1 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}", 30303
+
+
 def _samples(spec: str, seed: int = 1) -> list[float]:
-    model = parse_latency(spec)
-    rng = random.Random(seed)
-    return [model.sample(rng) for _ in range(SAMPLES)]
+    """The delays of SAMPLES distinct links, as the network asks for them."""
+    model = NetworkModel(latency=parse_latency(spec), rng=random.Random(seed))
+    return [model.latency_hook(b"", A, _peer(i)) for i in range(SAMPLES)]
 
 
 def test_fixed_latency_is_always_the_declared_value() -> None:
@@ -131,25 +135,50 @@ async def _receive_within(ep: MemoryEndpoint, seconds: float) -> tuple[bytes, tu
 
 
 async def test_latency_delays_datagrams_through_memory_network(autojump_clock: trio.testing.MockClock) -> None:
-    count, low, high = 1000, 0.010, 0.100
+    count, low, high = 500, 0.010, 0.100
     model = NetworkModel(latency=parse_latency("uniform:10ms-100ms"), rng=random.Random(2))
-    a, b = await _wire(model, A, B)
+    a, *peers = await _wire(model, A, *(_peer(i) for i in range(count)))
     delays = []
-    for i in range(count):
+    for i, peer in enumerate(peers):
         sent = trio.current_time()
-        await a.send(i.to_bytes(2, "big"), B)
-        got = await _receive_within(b, 1.0)
+        await a.send(i.to_bytes(2, "big"), peer.local_address)
+        got = await _receive_within(peer, 1.0)
         assert got == (i.to_bytes(2, "big"), A)
         delays.append(trio.current_time() - sent)  # the mock clock jumps to the moment it is due
     assert low <= min(delays) and max(delays) <= high + 1e-9
     assert _close(statistics.fmean(delays), (low + high) / 2, (high - low) / math.sqrt(12 * count))
 
 
-def test_latency_hook_draws_from_the_model() -> None:
+async def test_a_link_keeps_its_delay_and_its_order(autojump_clock: trio.testing.MockClock) -> None:
+    model = NetworkModel(latency=parse_latency("uniform:10ms-100ms"), rng=random.Random(5))
+    a, b = await _wire(model, A, B)
+    expected = model.link_latency(A, B)
+    for burst in range(3):
+        sent = trio.current_time()
+        for i in range(5):  # back to back: one link delays them alike, so they arrive in order
+            await a.send(bytes([burst, i]), B)
+        for i in range(5):
+            got = await _receive_within(b, 1.0)
+            assert got == (bytes([burst, i]), A)
+            assert trio.current_time() - sent == pytest.approx(expected)
+        sent = trio.current_time()
+        await b.send(b"back", A)  # the way back takes as long
+        assert await _receive_within(a, 1.0) == (b"back", B)
+        assert trio.current_time() - sent == pytest.approx(expected)
+
+
+def test_each_link_has_one_delay_both_ways_and_seeds_differ() -> None:
     model = NetworkModel(latency=parse_latency("uniform:10ms-100ms"), rng=random.Random(3))
-    xs = [model.latency_hook(b"", A, B) for _ in range(SAMPLES)]
-    assert 0.010 <= min(xs) and max(xs) <= 0.100
-    assert _close(statistics.fmean(xs), 0.055, 0.090 / math.sqrt(12) / math.sqrt(SAMPLES))
+    again = NetworkModel(latency=parse_latency("uniform:10ms-100ms"), rng=random.Random(3))
+    other = NetworkModel(latency=parse_latency("uniform:10ms-100ms"), rng=random.Random(4))
+    links = [(_peer(i), _peer(i + 1)) for i in range(2000)]
+    first = [model.latency_hook(b"x", s, d) for s, d in links]
+    assert [model.latency_hook(b"other data", d, s) for s, d in links] == first
+    assert [again.link_latency(s, d) for s, d in links] == first  # a seeded run repeats exactly
+    redrawn = [other.link_latency(s, d) for s, d in links]
+    assert sum(x == y for x, y in zip(first, redrawn)) == 0
+    # another seed draws anew: the two runs' delays of a link are uncorrelated
+    assert abs(statistics.correlation(first, redrawn)) < Z / math.sqrt(len(links))
 
 
 # ---- loss -----------------------------------------------------------------------------------
@@ -424,8 +453,7 @@ def test_loss_must_be_below_one() -> None:
                                             ("lognormal:50ms,0", 0.05), ("10s", 10.0)])
 def test_latencies_accepted(text: str, mean: float) -> None:
     model = parse_latency(text)
-    rng = random.Random(15)
-    xs = [model.sample(rng) for _ in range(2000)]
+    xs = [model.quantile((i + 0.5) / 2000) for i in range(2000)]
     assert statistics.fmean(xs) == pytest.approx(mean, rel=0.05, abs=1e-9)
 
 
