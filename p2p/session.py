@@ -33,6 +33,7 @@ SESSION_KEY = "p2p.session"  # the core connection's ``state`` entry that holds 
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=Response)
+T = TypeVar("T")
 
 
 class TypedStats:
@@ -165,20 +166,27 @@ def _bad_payload(proto: "Protocol", exc: MessageDecodeError) -> ProtocolError:
     return ProtocolError(f"{proto.name}: {exc}", DisconnectReason.SUBPROTOCOL_ERROR)
 
 
+def _receive(conn: ProtocolConnection, proto: "Protocol", code: int, decode: Callable[[bytes], T],
+             payload: bytes) -> tuple[Session, T] | None:
+    """The session and the decoded payload of a message flow control admits; None when it drops it."""
+    session = session_of(conn, proto)
+    if session.flow is not None and not _admit(session, proto, code):
+        return None
+    try:
+        return session, decode(payload)
+    except MessageDecodeError as exc:
+        raise _bad_payload(proto, exc) from None
+
+
 def message_handler(proto: "Protocol", cls: type[M], fn: Callable[[Session, M], Awaitable[Any]]) -> RawHandler:
     """The raw handler behind ``@proto.on(cls)`` for a plain message."""
     code = cls.code
     decode = cls.decode
 
     async def handle(conn: ProtocolConnection, payload: bytes) -> None:
-        session = session_of(conn, proto)
-        if session.flow is not None and not _admit(session, proto, code):
-            return
-        try:
-            msg = decode(payload)
-        except MessageDecodeError as exc:
-            raise _bad_payload(proto, exc) from None
-        await fn(session, msg)
+        got = _receive(conn, proto, code, decode, payload)
+        if got is not None:
+            await fn(*got)
 
     return handle
 
@@ -191,13 +199,10 @@ def request_handler(proto: "Protocol", cls: type[Request[Any]],
     expect = cls.response_type()
 
     async def handle(conn: ProtocolConnection, payload: bytes) -> None:
-        session = session_of(conn, proto)
-        if session.flow is not None and not _admit(session, proto, code):
+        got = _receive(conn, proto, code, cls.decode_with_id, payload)
+        if got is None:
             return
-        try:
-            request_id, msg = cls.decode_with_id(payload)
-        except MessageDecodeError as exc:
-            raise _bad_payload(proto, exc) from None
+        session, (request_id, msg) = got
         answer = await fn(session, msg)
         if answer is None:
             return
@@ -213,13 +218,10 @@ def response_handler(proto: "Protocol", cls: type[Response]) -> RawHandler:
     code = cls.code
 
     async def handle(conn: ProtocolConnection, payload: bytes) -> None:
-        session = session_of(conn, proto)
-        if session.flow is not None and not _admit(session, proto, code):
+        got = _receive(conn, proto, code, cls.decode_with_id, payload)
+        if got is None:
             return
-        try:
-            request_id, msg = cls.decode_with_id(payload)
-        except MessageDecodeError as exc:
-            raise _bad_payload(proto, exc) from None
+        session, (request_id, msg) = got
         try:
             taken = session.requests.deliver(request_id, msg)
         except TooManyUnsolicited as exc:
