@@ -3,7 +3,7 @@
 :class:`NetworkModel` plugs into :class:`p2p.discover.transport.MemoryNetwork` through its
 ``loss`` and ``latency`` hooks, which the network calls once per datagram when it is sent.
 Both hooks run for every simulated datagram (millions in a large run), so they do a few dict
-look-ups and at most one or two draws from the random generator, nothing more.
+look-ups, one keyed hash (the link's delay) and at most one draw from the random generator.
 
 - Latency: each link (a pair of addresses, the same both ways) has one one-way delay, drawn
   from the declared distribution (:func:`parse_latency`: fixed, uniform, normal clipped at 0,
@@ -287,7 +287,6 @@ class NetworkModel:
         self.nat_share = nat_share
         self.nat_timeout = nat_timeout
         self.max_mappings = max_mappings
-        self._rng = rng
         self._clock = clock
         self._quantile = latency.quantile  # bound once: the hooks run per datagram
         self._random = rng.random
