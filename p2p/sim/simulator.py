@@ -147,8 +147,9 @@ def node_address(index: int) -> Address:
 
 def _figures(values: Sequence[float]) -> dict[str, float]:
     if not values:
-        return {"min": 0.0, "median": 0.0, "max": 0.0}
-    return {"min": float(min(values)), "median": float(statistics.median(values)), "max": float(max(values))}
+        return {"min": 0.0, "median": 0.0, "mean": 0.0, "max": 0.0}
+    return {"min": float(min(values)), "median": float(statistics.median(values)),
+            "mean": statistics.fmean(values), "max": float(max(values))}
 
 
 def _rss() -> int:

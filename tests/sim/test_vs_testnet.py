@@ -45,7 +45,8 @@ def test_a_simulated_network_matches_a_real_testnet() -> None:
                                                                 real["final_table_size"]["median"]),
     }
     print("simulated vs real:", figures, "packets per node until converged:",
-          (sim["packets_to_converge_per_node"], real["packets_to_converge_per_node"]))
+          (sim["packets_to_converge_per_node"], real["packets_to_converge_per_node"]),
+          "rounds per lookup, mean:", (sim["lookups"]["hops"]["mean"], real["lookups"]["rounds"]["mean"]))
     apart = {name: pair for name, pair in figures.items() if not _close(*pair)}
     assert not apart, f"simulated vs real differ by more than 20 %: {apart} (all: {figures})"
     assert time.monotonic() - t0 < 300  # a generous bound for a loaded machine; ~45 s when quiet

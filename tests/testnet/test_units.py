@@ -46,8 +46,9 @@ def test_targets_follow_network_size() -> None:
 
 
 def test_figures() -> None:
-    assert _figures([3, 1, 2]) == {"min": 1, "median": 2, "max": 3}
-    assert _figures([]) == {"min": 0, "median": 0, "max": 0}
+    assert _figures([3, 1, 2]) == {"min": 1, "median": 2, "mean": 2.0, "max": 3}
+    assert _figures([1, 1, 4])["mean"] == 2.0  # the median says 1
+    assert _figures([]) == {"min": 0, "median": 0, "mean": 0, "max": 0}
 
 
 def test_tune_gc_raises_the_collector_thresholds() -> None:
