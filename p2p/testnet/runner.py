@@ -49,6 +49,7 @@ class Shard(TypingProtocol):
     async def lookup(self, index: int, target_hex: str) -> dict[str, Any]: ...
     async def chat_send(self, index: int, text: str) -> str: ...
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]: ...
+    async def holders(self, target_hex: str) -> int: ...
     async def aclose(self) -> None: ...
 
 
@@ -73,6 +74,9 @@ class _InProcess:
 
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]:
         return self._shard.chat_received(ids)
+
+    async def holders(self, target_hex: str) -> int:
+        return self._shard.holders(target_hex)
 
     async def aclose(self) -> None:
         pass
@@ -385,6 +389,7 @@ class Testnet:
         rounds: list[float] = []
         packets: list[float] = []
         failures: list[str] = []
+        known_by: list[int] = []  # per missed lookup: tables holding its target
         timed_out = 0
         limiter = trio.CapacityLimiter(LOOKUP_CONCURRENCY)
 
@@ -408,6 +413,9 @@ class Testnet:
                     packets.append(float(result["packets"]))
                 if result["found"]:
                     self._state.lookups_ok += 1
+                else:
+                    target_id = self._refs[target].id
+                    known_by.append(sum([await shard.holders(target_id) for shard in self._shards]))
 
         t0 = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -421,6 +429,9 @@ class Testnet:
             "rounds": _figures(rounds) if rounds else None,
             "packets": _figures(packets) if packets else None,
             "errors": failures[:5],
+            # per lookup that did not find its target, how many tables held the target then:
+            # 0 says the network had not heard of it, more that the lookup did not reach them
+            "missed_known_by": sorted(known_by),
             "timed_out": timed_out,  # lookups that took over LOOKUP_TIMEOUT (their slot wait included)
             "phase_seconds": trio.current_time() - t0,
         }

@@ -321,6 +321,13 @@ class LocalShard:
         """For each message ID, how many of this shard's nodes have it."""
         return {i: sum(1 for r in self._nodes.values() if i in r.received) for i in ids}
 
+    def holders(self, target_hex: str) -> int:
+        """How many of this shard's nodes hold ``target_hex`` in their table: after a missed
+        lookup, whether the network had not heard of the target or the lookup missed it."""
+        target = NodeID.from_hex(target_hex)
+        return sum(1 for r in self._nodes.values()
+                   if (disc := _disc_of(r)) is not None and disc.table.get(target) is not None)
+
     def random_index(self) -> int:
         return self._rng.choice(sorted(self._nodes))
 

@@ -69,6 +69,8 @@ async def _handle(shard: LocalShard, req: dict[str, Any]) -> Any:
         return await shard.chat_send(req["index"], req["text"])
     if cmd == "chat_received":
         return shard.chat_received(req["ids"])
+    if cmd == "holders":
+        return shard.holders(req["target"])
     raise WorkerError(f"unknown command {cmd!r}")
 
 
@@ -187,6 +189,9 @@ class RemoteShard:
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]:
         result: dict[str, int] = await self._call("chat_received", ids=list(ids))
         return result
+
+    async def holders(self, target_hex: str) -> int:
+        return int(await self._call("holders", target=target_hex))
 
     async def aclose(self) -> None:
         if self._process.stdin is not None:

@@ -43,6 +43,7 @@ def test_discovery_testnet_converges_and_lookups_find_members(tmp_path: Path) ->
     lookups = summary["lookups"]
     assert lookups["count"] == 50 and lookups["success_rate"] >= 0.9
     assert lookups["rounds"]["min"] >= 1
+    assert len(lookups["missed_known_by"]) == 50 - lookups["found"] - lookups["timed_out"]
     assert summary["memory"]["per_node_bytes"] > 0
     assert summary["processes"] == 1 and summary["child_processes"] == 0  # as the human summary says
     assert lines[0]["event"] == "testnet_start" and lines[0]["processes"] == 1
@@ -132,6 +133,10 @@ def test_testnet_over_v4_and_v5_converges_and_looks_up_over_v5() -> None:
     # target is found in a network that v4 filled.
     assert lookups["rounds"] is None
     assert lookups["found"] >= 1
+    # each missed target was in tables all the same (learned over v4): the lookup missed it
+    missed = lookups["count"] - lookups["found"] - lookups["timed_out"]
+    assert len(lookups["missed_known_by"]) == missed
+    assert all(1 <= held <= 19 for held in lookups["missed_known_by"]), lookups
 
 
 @pytest.mark.timeout(RUN_DEADLINE + 10)

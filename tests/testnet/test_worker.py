@@ -1,0 +1,31 @@
+"""A testnet worker in a child process answers the runner over its pipe: here, which of its
+nodes hold a given node in their tables (what the summary reports for a missed lookup)."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from p2p.testnet.shard import ShardSpec
+from p2p.testnet.worker import RemoteShard
+
+NODES = 6
+FILL_DEADLINE = 60.0  # seconds for 6 nodes on loopback to learn of each other; ~2 s when quiet
+
+
+async def test_a_worker_counts_the_tables_that_hold_a_node() -> None:
+    async with trio.open_nursery() as nursery:
+        shard = await RemoteShard.open(nursery, ShardSpec(seed=7))
+        try:
+            boot = await shard.start_nodes([0], [])
+            refs = boot + await shard.start_nodes(range(1, NODES), [boot[0].enode])
+            with trio.fail_after(FILL_DEADLINE):
+                while min((await shard.stats())["tables"]) < NODES - 1:
+                    await trio.sleep(0.2)
+            # every other node holds each node once every table is full
+            assert [await shard.holders(ref.id) for ref in refs] == [NODES - 1] * NODES
+            assert await shard.holders(os.urandom(32).hex()) == 0
+        finally:
+            await shard.aclose()
+            nursery.cancel_scope.cancel()
