@@ -49,7 +49,7 @@ class Shard(TypingProtocol):
     async def lookup(self, index: int, target_hex: str) -> dict[str, Any]: ...
     async def chat_send(self, index: int, text: str) -> str: ...
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]: ...
-    async def holders(self, target_hex: str) -> int: ...
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]: ...
     async def aclose(self) -> None: ...
 
 
@@ -75,8 +75,8 @@ class _InProcess:
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]:
         return self._shard.chat_received(ids)
 
-    async def holders(self, target_hex: str) -> int:
-        return self._shard.holders(target_hex)
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
+        return self._shard.holders(target_hex, near)
 
     async def aclose(self) -> None:
         pass
@@ -389,7 +389,7 @@ class Testnet:
         rounds: list[float] = []
         packets: list[float] = []
         failures: list[str] = []
-        known_by: list[int] = []  # per missed lookup: tables holding its target
+        missed: list[tuple[int, int, int]] = []  # per missed lookup: Shard.holders of its target
         timed_out = 0
         limiter = trio.CapacityLimiter(LOOKUP_CONCURRENCY)
 
@@ -414,8 +414,7 @@ class Testnet:
                 if result["found"]:
                     self._state.lookups_ok += 1
                 else:
-                    target_id = self._refs[target].id
-                    known_by.append(sum([await shard.holders(target_id) for shard in self._shards]))
+                    missed.append(await self._holders(self._refs[target].id))
 
         t0 = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -429,9 +428,14 @@ class Testnet:
             "rounds": _figures(rounds) if rounds else None,
             "packets": _figures(packets) if packets else None,
             "errors": failures[:5],
-            # per lookup that did not find its target, how many tables held the target then:
-            # 0 says the network had not heard of it, more that the lookup did not reach them
-            "missed_known_by": sorted(known_by),
+            # per lookup that did not find its target, how many tables held the target then
+            # (0: the network had not heard of it), and in how many of them it had answered
+            # (only those entries are passed on in answers to FindNode)
+            "missed_known_by": [held for held, _, _ in missed],
+            "missed_known_live_by": [live for _, live, _ in missed],
+            # and how many of the target's FULL_TABLE closest nodes held it: 0 says its
+            # neighbourhood had not heard of it, where every lookup of it ends
+            "missed_known_by_closest": [near for _, _, near in missed],
             "timed_out": timed_out,  # lookups that took over LOOKUP_TIMEOUT (their slot wait included)
             "phase_seconds": trio.current_time() - t0,
         }
@@ -482,6 +486,14 @@ class Testnet:
             # Messages the chat services dropped because a peer's queue was full (all kinds).
             "dropped": sum(int(s.get("chat_dropped", 0)) for s in self._state.last_stats),
         }
+
+    async def _holders(self, target_hex: str) -> tuple[int, int, int]:
+        """:meth:`Shard.holders` of a node over every shard, with its FULL_TABLE closest nodes."""
+        t = int(target_hex, 16)
+        near = sorted((r.id for r in self._refs.values() if r.id != target_hex), key=lambda i: int(i, 16) ^ t)
+        counts = [await shard.holders(target_hex, near[:FULL_TABLE]) for shard in self._shards]
+        held, live, held_near = (sum(c[k] for c in counts) for k in range(3))
+        return held, live, held_near
 
     async def _reached(self, ids: list[str]) -> dict[str, int]:
         total = {i: 0 for i in ids}

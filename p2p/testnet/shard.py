@@ -321,12 +321,23 @@ class LocalShard:
         """For each message ID, how many of this shard's nodes have it."""
         return {i: sum(1 for r in self._nodes.values() if i in r.received) for i in ids}
 
-    def holders(self, target_hex: str) -> int:
-        """How many of this shard's nodes hold ``target_hex`` in their table: after a missed
-        lookup, whether the network had not heard of the target or the lookup missed it."""
+    def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
+        """How many of this shard's nodes hold ``target_hex`` in their table, how many of
+        those have had an answer from it (a FindNode is answered with such entries when there
+        are any), and how many of the holders are among ``near`` (hex IDs: the target's
+        closest nodes, where a lookup ends). After a missed lookup: had the network not heard
+        of the target, or had its neighbourhood not?"""
         target = NodeID.from_hex(target_hex)
-        return sum(1 for r in self._nodes.values()
-                   if (disc := _disc_of(r)) is not None and disc.table.get(target) is not None)
+        near_ids = set(near)
+        held = live = held_near = 0
+        for running in self._nodes.values():
+            disc = _disc_of(running)
+            entry = disc.table.entry(target) if disc is not None else None
+            if entry is not None:
+                held += 1
+                live += entry.live_checks > 0
+                held_near += disc.local_id.hex() in near_ids
+        return held, live, held_near
 
     def random_index(self) -> int:
         return self._rng.choice(sorted(self._nodes))

@@ -70,7 +70,7 @@ async def _handle(shard: LocalShard, req: dict[str, Any]) -> Any:
     if cmd == "chat_received":
         return shard.chat_received(req["ids"])
     if cmd == "holders":
-        return shard.holders(req["target"])
+        return shard.holders(req["target"], req.get("near", ()))
     raise WorkerError(f"unknown command {cmd!r}")
 
 
@@ -190,8 +190,9 @@ class RemoteShard:
         result: dict[str, int] = await self._call("chat_received", ids=list(ids))
         return result
 
-    async def holders(self, target_hex: str) -> int:
-        return int(await self._call("holders", target=target_hex))
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
+        held, live, held_near = await self._call("holders", target=target_hex, near=list(near))
+        return int(held), int(live), int(held_near)
 
     async def aclose(self) -> None:
         if self._process.stdin is not None:

@@ -1,5 +1,6 @@
-"""A testnet worker in a child process answers the runner over its pipe: here, which of its
-nodes hold a given node in their tables (what the summary reports for a missed lookup)."""
+"""A testnet worker in a child process answers the runner over its pipe: here, how many of its
+nodes hold a given node in their tables, how many have had an answer from it, and how many of
+the holders are among given nodes (what the summary reports for a missed lookup)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,15 @@ async def test_a_worker_counts_the_tables_that_hold_a_node() -> None:
                 while min((await shard.stats())["tables"]) < NODES - 1:
                     await trio.sleep(0.2)
             # every other node holds each node once every table is full
-            assert [await shard.holders(ref.id) for ref in refs] == [NODES - 1] * NODES
-            assert await shard.holders(os.urandom(32).hex()) == 0
+            held = [await shard.holders(ref.id) for ref in refs]
+            assert [count for count, _, _ in held] == [NODES - 1] * NODES
+            assert all(0 <= live <= count for count, live, _ in held)
+            assert sum(live for _, live, _ in held) >= NODES  # each bonded through a Ping answered
+            assert all(near == 0 for _, _, near in held)  # none named as near
+            # of the nodes named as near the target, those that hold it (itself never does)
+            near = [refs[1].id, refs[2].id, refs[3].id]
+            assert (await shard.holders(refs[3].id, near))[2] == 2
+            assert await shard.holders(os.urandom(32).hex(), near) == (0, 0, 0)
         finally:
             await shard.aclose()
             nursery.cancel_scope.cancel()
