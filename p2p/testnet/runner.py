@@ -49,7 +49,7 @@ class Shard(TypingProtocol):
     async def lookup(self, index: int, target_hex: str) -> dict[str, Any]: ...
     async def chat_send(self, index: int, text: str) -> str: ...
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]: ...
-    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]: ...
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int, int]: ...
     async def aclose(self) -> None: ...
 
 
@@ -75,7 +75,7 @@ class _InProcess:
     async def chat_received(self, ids: Sequence[str]) -> dict[str, int]:
         return self._shard.chat_received(ids)
 
-    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int, int]:
         return self._shard.holders(target_hex, near)
 
     async def aclose(self) -> None:
@@ -389,7 +389,8 @@ class Testnet:
         rounds: list[float] = []
         packets: list[float] = []
         failures: list[str] = []
-        missed: list[tuple[int, int, int]] = []  # per missed lookup: Shard.holders of its target
+        missed: list[tuple[int, int, int, int]] = []  # per missed lookup: Shard.holders of its target
+        missed_failures: list[int | None] = []  # and its queries that got no answer
         timed_out = 0
         limiter = trio.CapacityLimiter(LOOKUP_CONCURRENCY)
 
@@ -415,6 +416,7 @@ class Testnet:
                     self._state.lookups_ok += 1
                 else:
                     missed.append(await self._holders(self._refs[target].id))
+                    missed_failures.append(result.get("failures"))
 
         t0 = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -431,11 +433,13 @@ class Testnet:
             # per lookup that did not find its target, how many tables held the target then
             # (0: the network had not heard of it), and in how many of them it had answered
             # (only those entries are passed on in answers to FindNode)
-            "missed_known_by": [held for held, _, _ in missed],
-            "missed_known_live_by": [live for _, live, _ in missed],
-            # and how many of the target's FULL_TABLE closest nodes held it: 0 says its
-            # neighbourhood had not heard of it, where every lookup of it ends
-            "missed_known_by_closest": [near for _, _, near in missed],
+            "missed_known_by": [m[0] for m in missed],
+            "missed_known_live_by": [m[1] for m in missed],
+            # and the same among the target's FULL_TABLE closest nodes, where every lookup of
+            # it ends: 0 held says its neighbourhood had not heard of it
+            "missed_known_by_closest": [m[2] for m in missed],
+            "missed_known_live_by_closest": [m[3] for m in missed],
+            "missed_failures": missed_failures,  # queries of the missed lookup that got no answer (v4)
             "timed_out": timed_out,  # lookups that took over LOOKUP_TIMEOUT (their slot wait included)
             "phase_seconds": trio.current_time() - t0,
         }
@@ -487,13 +491,13 @@ class Testnet:
             "dropped": sum(int(s.get("chat_dropped", 0)) for s in self._state.last_stats),
         }
 
-    async def _holders(self, target_hex: str) -> tuple[int, int, int]:
+    async def _holders(self, target_hex: str) -> tuple[int, int, int, int]:
         """:meth:`Shard.holders` of a node over every shard, with its FULL_TABLE closest nodes."""
         t = int(target_hex, 16)
         near = sorted((r.id for r in self._refs.values() if r.id != target_hex), key=lambda i: int(i, 16) ^ t)
         counts = [await shard.holders(target_hex, near[:FULL_TABLE]) for shard in self._shards]
-        held, live, held_near = (sum(c[k] for c in counts) for k in range(3))
-        return held, live, held_near
+        held, live, held_near, live_near = (sum(c[k] for c in counts) for k in range(4))
+        return held, live, held_near, live_near
 
     async def _reached(self, ids: list[str]) -> dict[str, int]:
         total = {i: 0 for i in ids}

@@ -321,23 +321,25 @@ class LocalShard:
         """For each message ID, how many of this shard's nodes have it."""
         return {i: sum(1 for r in self._nodes.values() if i in r.received) for i in ids}
 
-    def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
+    def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int, int]:
         """How many of this shard's nodes hold ``target_hex`` in their table, how many of
         those have had an answer from it (a FindNode is answered with such entries when there
-        are any), and how many of the holders are among ``near`` (hex IDs: the target's
-        closest nodes, where a lookup ends). After a missed lookup: had the network not heard
-        of the target, or had its neighbourhood not?"""
+        are any), and the same two counts among ``near`` (hex IDs: the target's closest nodes,
+        where a lookup ends). After a missed lookup: had the network not heard of the target,
+        had its neighbourhood not, or had it and would not pass it on?"""
         target = NodeID.from_hex(target_hex)
         near_ids = set(near)
-        held = live = held_near = 0
+        held = live = held_near = live_near = 0
         for running in self._nodes.values():
             disc = _disc_of(running)
             entry = disc.table.entry(target) if disc is not None else None
             if entry is not None:
+                is_live, is_near = entry.live_checks > 0, disc.local_id.hex() in near_ids
                 held += 1
-                live += entry.live_checks > 0
-                held_near += disc.local_id.hex() in near_ids
-        return held, live, held_near
+                live += is_live
+                held_near += is_near
+                live_near += is_live and is_near
+        return held, live, held_near, live_near
 
     def random_index(self) -> int:
         return self._rng.choice(sorted(self._nodes))
@@ -358,20 +360,20 @@ async def measure_lookup(disc: Any, target: NodeID, discovery: str, *, v5_detail
         t0 = trio.current_time()
         found = await v5.lookup(target)
         return {"found": any(n.id == target for n in found), "seconds": trio.current_time() - t0,
-                "rounds": None, "packets": None, "queries": None, "results": len(found)}
+                "rounds": None, "packets": None, "queries": None, "failures": None, "results": len(found)}
     detailed = getattr(disc, "lookup_detailed", None)
     if detailed is not None:
         return _detailed(await detailed(target), target)
     t0 = trio.current_time()
     found = await disc.lookup(target)
     return {"found": any(n.id == target for n in found), "seconds": trio.current_time() - t0,
-            "rounds": None, "packets": None, "queries": None, "results": len(found)}
+            "rounds": None, "packets": None, "queries": None, "failures": None, "results": len(found)}
 
 
 def _detailed(r: Any, target: NodeID) -> dict[str, Any]:
     """A :class:`p2p.discover.lookup.LookupResult` as :func:`measure_lookup` reports it."""
     return {"found": r.found(target), "seconds": r.seconds, "rounds": r.rounds,
-            "packets": r.packets, "queries": r.queries, "results": len(r.nodes)}
+            "packets": r.packets, "queries": r.queries, "failures": r.failures, "results": len(r.nodes)}
 
 
 def packets_sent(disc: Any) -> int:

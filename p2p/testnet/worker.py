@@ -190,9 +190,9 @@ class RemoteShard:
         result: dict[str, int] = await self._call("chat_received", ids=list(ids))
         return result
 
-    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int]:
-        held, live, held_near = await self._call("holders", target=target_hex, near=list(near))
-        return int(held), int(live), int(held_near)
+    async def holders(self, target_hex: str, near: Sequence[str] = ()) -> tuple[int, int, int, int]:
+        held, live, held_near, live_near = await self._call("holders", target=target_hex, near=list(near))
+        return int(held), int(live), int(held_near), int(live_near)
 
     async def aclose(self) -> None:
         if self._process.stdin is not None:

@@ -45,8 +45,9 @@ def test_discovery_testnet_converges_and_lookups_find_members(tmp_path: Path) ->
     assert lookups["rounds"]["min"] >= 1
     assert len(lookups["missed_known_by"]) == 50 - lookups["found"] - lookups["timed_out"]
     assert all(live <= held for held, live in zip(lookups["missed_known_by"], lookups["missed_known_live_by"]))
-    assert all(near <= min(held, 16) for held, near in zip(lookups["missed_known_by"],
-                                                            lookups["missed_known_by_closest"]))
+    assert len(lookups["missed_failures"]) == len(lookups["missed_known_by"])
+    assert all(live_near <= near <= min(held, 16) for held, near, live_near in zip(
+        lookups["missed_known_by"], lookups["missed_known_by_closest"], lookups["missed_known_live_by_closest"]))
     assert summary["memory"]["per_node_bytes"] > 0
     assert summary["processes"] == 1 and summary["child_processes"] == 0  # as the human summary says
     assert lines[0]["event"] == "testnet_start" and lines[0]["processes"] == 1
@@ -139,7 +140,7 @@ def test_testnet_over_v4_and_v5_converges_and_looks_up_over_v5() -> None:
     # each missed target was in tables all the same (learned over v4): the lookup missed it
     missed = lookups["count"] - lookups["found"] - lookups["timed_out"]
     assert len(lookups["missed_known_by"]) == len(lookups["missed_known_live_by"]) == missed
-    assert len(lookups["missed_known_by_closest"]) == missed
+    assert len(lookups["missed_known_by_closest"]) == len(lookups["missed_known_live_by_closest"]) == missed
     assert all(1 <= held <= 19 for held in lookups["missed_known_by"]), lookups
 
 

@@ -26,14 +26,15 @@ async def test_a_worker_counts_the_tables_that_hold_a_node() -> None:
                     await trio.sleep(0.2)
             # every other node holds each node once every table is full
             held = [await shard.holders(ref.id) for ref in refs]
-            assert [count for count, _, _ in held] == [NODES - 1] * NODES
-            assert all(0 <= live <= count for count, live, _ in held)
-            assert sum(live for _, live, _ in held) >= NODES  # each bonded through a Ping answered
-            assert all(near == 0 for _, _, near in held)  # none named as near
+            assert [count for count, _, _, _ in held] == [NODES - 1] * NODES
+            assert all(0 <= live <= count for count, live, _, _ in held)
+            assert sum(live for _, live, _, _ in held) >= NODES  # each bonded through a Ping answered
+            assert all(near == live_near == 0 for _, _, near, live_near in held)  # none named as near
             # of the nodes named as near the target, those that hold it (itself never does)
             near = [refs[1].id, refs[2].id, refs[3].id]
-            assert (await shard.holders(refs[3].id, near))[2] == 2
-            assert await shard.holders(os.urandom(32).hex(), near) == (0, 0, 0)
+            _, _, held_near, live_near = await shard.holders(refs[3].id, near)
+            assert held_near == 2 and 0 <= live_near <= 2
+            assert await shard.holders(os.urandom(32).hex(), near) == (0, 0, 0, 0)
         finally:
             await shard.aclose()
             nursery.cancel_scope.cancel()
