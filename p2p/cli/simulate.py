@@ -78,8 +78,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="simulated time per run: 1h, 30m, 90s, 1h30m; default 1h")
     p.add_argument("--discovery", choices=DISCOVERY_MODES, default="v4", help="discovery protocols the nodes speak")
     p.add_argument("--latency", type=_parsed(parse_latency), default=DEFAULT_LATENCY, metavar="MODEL",
-                   help="one-way delay per packet: 0, 30ms, uniform:10ms-100ms, normal:50ms,10ms, "
-                        "lognormal:50ms,0.5")
+                   help="one-way delay of each link (one draw per pair of nodes, both ways): 0, 30ms, "
+                        "uniform:10ms-100ms, normal:50ms,10ms, lognormal:50ms,0.5")
     p.add_argument("--loss", type=_parsed(parse_loss), default=0.0, metavar="SHARE",
                    help="share of packets lost: 0.01 or 1%%")
     p.add_argument("--nat-share", type=_parsed(parse_share), default=0.0, metavar="SHARE",
